@@ -1,0 +1,188 @@
+"""Settings: environment variables (``AMIGATE_*``) over an optional TOML file over defaults.
+
+The file is ``./amigate.toml`` when present, or the path in ``AMIGATE_CONFIG`` or
+``--config``. Settings are read once, at the composition root (the CLI or
+``create_app``), and handed down as plain values: codecs, transports and drivers
+never import this module.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from amigate.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("amigate.toml")
+DEFAULT_DATABASE_URL = "sqlite:///./amigate.db"
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one amigate process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AMIGATE_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL),
+        description="sqlite:///PATH (embedded default) or postgresql://USER:PASS@HOST:PORT/DB",
+    )
+    api_host: str = Field(default="127.0.0.1", description="address the HTTP API listens on")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="port of the HTTP API")
+    interval_minutes: int = Field(
+        default=15, description="interval length in minutes; must divide 60 or 1440 evenly"
+    )
+    site_timezone: str = Field(
+        default="Asia/Shanghai", description="IANA timezone of the site, for local-time inputs"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    drivers_dirs: list[Path] = Field(
+        default_factory=list, description="extra folders with meter model definitions"
+    )
+    timescale_chunk_interval: str = Field(
+        default="1 day",
+        description="chunk_time_interval of new hypertables (see README: chunk sizing)",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        scheme = urlsplit(url).scheme.split("+")[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError(
+                "must start with sqlite:/// or postgresql:// (got scheme "
+                f"{urlsplit(url).scheme or 'none'!r})"
+            )
+        return value
+
+    @field_validator("interval_minutes")
+    @classmethod
+    def _check_interval(cls, value: int) -> int:
+        if value <= 0 or (60 % value and 1440 % value):
+            raise ValueError("must be a positive number of minutes that divides an hour or a day")
+        return value
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("is not a known IANA timezone (e.g. Asia/Shanghai, UTC)") from exc
+        return value
+
+    @property
+    def interval(self) -> timedelta:
+        """The interval length as a timedelta."""
+        return timedelta(minutes=self.interval_minutes)
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The site timezone."""
+        return ZoneInfo(self.site_timezone)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: constructor, environment, TOML file, defaults."""
+        toml_file = _config_file_from(init_settings)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+_CONFIG_FILE_OVERRIDE: dict[str, Path | None] = {}
+
+
+def _config_file_from(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    path = _CONFIG_FILE_OVERRIDE.get("path")
+    if path is not None:
+        return path
+    env = os.environ.get("AMIGATE_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings, failing with a ConfigError that names the setting and the value.
+
+    Args:
+        config_file: a TOML file to read (else ``AMIGATE_CONFIG`` or ``./amigate.toml``).
+        **overrides: values that win over every other source (tests, CLI flags).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or a setting is invalid.
+    """
+    path = Path(config_file) if config_file is not None else None
+    if path is None and os.environ.get("AMIGATE_CONFIG"):
+        path = Path(os.environ["AMIGATE_CONFIG"])
+    if path is not None and not path.is_file():
+        raise ConfigError(f"settings file {str(path)!r} does not exist")
+    _CONFIG_FILE_OVERRIDE["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"settings file {str(path)!r} is not valid TOML: {exc}") from None
+    finally:
+        _CONFIG_FILE_OVERRIDE.pop("path", None)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        value = err.get("input")
+        shown = "***" if "url" in name or "secret" in name or "password" in name else value
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r}")
+        else:
+            problems.append(f"setting {name!r} = {shown!r}: {err['msg']}")
+    where = f" (from environment AMIGATE_* or {path})" if path else ""
+    return "invalid settings" + where + ": " + "; ".join(problems)
+
+
+def masked_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def effective_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as a plain dict with secrets masked, for ``amigate config show``."""
+    data = settings.model_dump(mode="json")
+    data["database_url"] = masked_url(settings.database_url.get_secret_value())
+    return data

@@ -1,0 +1,126 @@
+"""Engines for the two backends, and the translation of driver errors into ``StorageError``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+from amigate.errors import ConfigError, StorageError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` and ``postgres://`` URLs.
+
+    Raises:
+        ConfigError: the URL is not a SQLite or PostgreSQL URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database URL {mask(url)!r} is not a valid URL") from exc
+    backend = parsed.get_backend_name()
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return url
+    raise ConfigError(
+        f"database URL {mask(url)!r}: unsupported database {backend!r} "
+        "(use sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB)"
+    )
+
+
+def mask(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` and check that the database answers.
+
+    SQLite gets WAL mode, ``synchronous=NORMAL`` and a busy timeout; PostgreSQL a
+    connect timeout, so an unreachable server fails in seconds, not minutes.
+
+    Raises:
+        ConfigError: the URL is malformed or names an unsupported database.
+        StorageUnavailable: the database cannot be reached or opened.
+    """
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StorageUnavailable(
+                    f"cannot open SQLite database {database!r}: folder {str(parent)!r} does not exist"
+                )
+        kwargs.setdefault("connect_args", {"timeout": 30})
+    else:
+        kwargs.setdefault("connect_args", {"connect_timeout": 5})
+        kwargs.setdefault("pool_pre_ping", True)
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise ConfigError(f"database URL {mask(url)!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    check_connection(engine)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def check_connection(engine: Engine) -> None:
+    """Open one connection and run ``SELECT 1``.
+
+    Raises:
+        StorageUnavailable: the database cannot be reached.
+    """
+    with translate_errors(engine), engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+@contextlib.contextmanager
+def translate_errors(engine: Engine) -> Iterator[None]:
+    """Turn SQLAlchemy/driver errors into ``StorageUnavailable`` or ``StorageError``."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StorageUnavailable(
+            f"cannot reach database {mask(engine.url.render_as_string(hide_password=False))}: "
+            f"{_first_line(exc)}"
+        ) from exc
+    except DBAPIError as exc:
+        raise StorageError(f"database error: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: DBAPIError) -> str:
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    return message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+
+
+def timescaledb_license(engine: Engine) -> str | None:
+    """The TimescaleDB license in force: ``"apache"``, ``"timescale"``, or None without TimescaleDB."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT current_setting('timescaledb.license', true)")).scalar()
+    return str(value) if value else None

@@ -1,0 +1,195 @@
+"""SQLAlchemy models of the schema. Alembic migrations in ``migrations/`` create it; nothing calls create_all.
+
+Time-series tables (register reads, intervals, samples, clock checks) are
+TimescaleDB hypertables on PostgreSQL, partitioned by their time column, with
+one unique key that makes ingest idempotent and no other index (see README,
+"Storage"). On SQLite they are ``WITHOUT ROWID`` tables clustered on that key.
+Values are integers of micro-units (``amigate.domain.VALUE_DECIMALS``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from amigate.storage.types import ExactDecimal, UtcTimestamp
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: The hypertables and their time column (the partitioning dimension).
+HYPERTABLES: dict[str, str] = {
+    "register_reads": "read_at",
+    "intervals": "ts",
+    "samples": "at",
+    "clock_checks": "checked_at",
+}
+
+_TS = {"sqlite_with_rowid": False}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention so constraint names are stable."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class MeterRow(Base):
+    """A meter at a service point on a bus."""
+
+    __tablename__ = "meters"
+    __table_args__ = (UniqueConstraint("protocol", "bus", "address", name="uq_meters_bus_address"),)
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    address: Mapped[str] = mapped_column(String(32))
+    protocol: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(64))
+    bus: Mapped[str] = mapped_column(String(128))
+    service_point: Mapped[str | None] = mapped_column(String(64))
+    ct_ratio: Mapped[Decimal] = mapped_column(ExactDecimal())
+    pt_ratio: Mapped[Decimal] = mapped_column(ExactDecimal())
+    rated_voltage: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    rated_current: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    max_current: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    timezone: Mapped[str] = mapped_column(String(64))
+    transformer_area: Mapped[str | None] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    updated_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+
+
+class ChannelRow(Base):
+    """A channel code (OBIS-style, e.g. ``1.8.0``) and its small integer id used in time series."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(
+        SmallInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    unit: Mapped[str | None] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(String(128))
+
+
+class RegisterReadRow(Base):
+    """A cumulative register value as the meter reported it."""
+
+    __tablename__ = "register_reads"
+    __table_args__ = _TS
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    read_at: Mapped[datetime] = mapped_column(UtcTimestamp(), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+    collected_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    source: Mapped[int] = mapped_column(SmallInteger)
+    clock_offset_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class IntervalRow(Base):
+    """One version of the energy of ``[ts, ts + duration_s)`` on one channel."""
+
+    __tablename__ = "intervals"
+    __table_args__ = _TS
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcTimestamp(), primary_key=True)
+    version: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int | None] = mapped_column(BigInteger)
+    quality: Mapped[int] = mapped_column(SmallInteger)
+    method: Mapped[int | None] = mapped_column(SmallInteger)
+    reason_codes: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[int] = mapped_column(SmallInteger)
+    recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    created_by: Mapped[str] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class SampleRow(Base):
+    """An instantaneous value (per-phase U, I, P, Q, PF, frequency)."""
+
+    __tablename__ = "samples"
+    __table_args__ = _TS
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcTimestamp(), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class ClockCheckRow(Base):
+    """The offset of a meter clock against the gateway clock at one check."""
+
+    __tablename__ = "clock_checks"
+    __table_args__ = _TS
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(UtcTimestamp(), primary_key=True)
+    offset_ms: Mapped[int] = mapped_column(Integer)
+    corrected: Mapped[bool] = mapped_column(default=False)
+
+
+class AnomalyRow(Base):
+    """A typed event on a meter or a transformer area, with its lifecycle."""
+
+    __tablename__ = "anomalies"
+    __table_args__ = (
+        Index("ix_anomalies_meter_kind_status", "meter_id", "kind", "status"),
+        Index("ix_anomalies_area_start", "transformer_area", "start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    meter_id: Mapped[int | None] = mapped_column(Integer)
+    transformer_area: Mapped[str | None] = mapped_column(String(64))
+    start_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    end_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    updated_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKeyRow(Base):
+    """An API key: only a hash of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())

@@ -1,0 +1,72 @@
+"""Shared fixtures: databases on both backends.
+
+The PostgreSQL backend is a real TimescaleDB server (``scripts/timescaledb.sh start``
+provides one on 127.0.0.1:5433; ``AMIGATE_TEST_PG_URL`` points elsewhere). Tests
+that use it fail, never skip, when it is not running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from amigate.storage import Store, make_engine, upgrade
+
+PG_URL = os.environ.get(
+    "AMIGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5433/amigate_test"
+)
+BACKENDS = ["sqlite", "timescaledb"]
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    """A freshly created, migrated TimescaleDB database for the whole run."""
+    url = make_url(PG_URL)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+    except Exception as exc:  # noqa: BLE001 - turn into a clear failure
+        pytest.fail(
+            f"TimescaleDB is not reachable at {url.render_as_string()}: {exc}\n"
+            "start it with: scripts/timescaledb.sh start",
+            pytrace=False,
+        )
+    finally:
+        admin.dispose()
+    engine = make_engine(PG_URL)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _truncate(engine: Engine) -> None:
+    tables = ["intervals", "register_reads", "samples", "clock_checks", "anomalies", "api_keys",
+              "meters", "channels"]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "amigate.db"
+        eng = make_engine(f"sqlite:///{path}")
+        upgrade(eng)
+        request.addfinalizer(eng.dispose)
+        return eng
+    eng = request.getfixturevalue("pg_engine")
+    _truncate(eng)
+    return eng
+
+
+@pytest.fixture
+def store(engine: Engine) -> Store:
+    """A Store over an empty database on each backend."""
+    return Store(engine)
