@@ -46,7 +46,7 @@ def pg_engine() -> Iterator[Engine]:
 
 
 def _truncate(engine: Engine) -> None:
-    tables = ["intervals", "register_reads", "samples", "clock_checks", "anomalies", "api_keys",
+    tables = ["intervals", "interval_versions", "register_reads", "samples", "clock_checks", "anomalies", "api_keys",
               "meters", "channels"]  # fmt: skip
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))

@@ -4,6 +4,8 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22
 
+Intervals as collected (version 1) live in the narrow hot table ``intervals``;
+estimates and edits (versions 2+) in ``interval_versions``, with who and why.
 On PostgreSQL the time-series tables become TimescaleDB hypertables, partitioned
 by time with the chunk interval from the settings (default 1 day, see README),
 without TimescaleDB's default time index: the primary key (which leads with
@@ -78,7 +80,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('meter_id', 'checked_at', name=op.f('pk_clock_checks')),
     sqlite_with_rowid=False
     )
-    op.create_table('intervals',
+    op.create_table('interval_versions',
     sa.Column('meter_id', sa.Integer(), nullable=False),
     sa.Column('channel_id', sa.SmallInteger(), nullable=False),
     sa.Column('ts', amigate.storage.types.UtcTimestamp(timezone=True), nullable=False),
@@ -86,13 +88,24 @@ def upgrade() -> None:
     sa.Column('duration_s', sa.Integer(), nullable=False),
     sa.Column('value', sa.BigInteger(), nullable=True),
     sa.Column('quality', sa.SmallInteger(), nullable=False),
+    sa.Column('source', sa.SmallInteger(), nullable=False),
     sa.Column('method', sa.SmallInteger(), nullable=True),
     sa.Column('reason_codes', sa.String(length=64), nullable=True),
-    sa.Column('source', sa.SmallInteger(), nullable=False),
     sa.Column('recorded_at', amigate.storage.types.UtcTimestamp(timezone=True), nullable=False),
     sa.Column('created_by', sa.String(length=64), nullable=False),
     sa.Column('comment', sa.Text(), nullable=True),
-    sa.PrimaryKeyConstraint('meter_id', 'channel_id', 'ts', 'version', name=op.f('pk_intervals')),
+    sa.PrimaryKeyConstraint('meter_id', 'channel_id', 'ts', 'version', name=op.f('pk_interval_versions')),
+    sqlite_with_rowid=False
+    )
+    op.create_table('intervals',
+    sa.Column('meter_id', sa.Integer(), nullable=False),
+    sa.Column('channel_id', sa.SmallInteger(), nullable=False),
+    sa.Column('ts', amigate.storage.types.UtcTimestamp(timezone=True), nullable=False),
+    sa.Column('duration_s', sa.Integer(), nullable=False),
+    sa.Column('value', sa.BigInteger(), nullable=True),
+    sa.Column('quality', sa.SmallInteger(), nullable=False),
+    sa.Column('source', sa.SmallInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('meter_id', 'channel_id', 'ts', name=op.f('pk_intervals')),
     sqlite_with_rowid=False
     )
     op.create_table('meters',
@@ -166,6 +179,7 @@ def downgrade() -> None:
 
     op.drop_table('meters')
     op.drop_table('intervals')
+    op.drop_table('interval_versions')
     op.drop_table('clock_checks')
     op.drop_table('channels')
     op.drop_table('api_keys')

@@ -20,6 +20,9 @@ from amigate.errors import ReadingRejected
 #: power factor) is a multiple of it, so sums stay exact to the last digit.
 VALUE_DECIMALS = 6
 _VALUE_QUANTUM = Decimal(1).scaleb(-VALUE_DECIMALS)
+#: ``created_by`` of everything amigate collects or computes by itself.
+SYSTEM_USER = "amigate"
+_MICRO = Decimal(10) ** VALUE_DECIMALS
 
 
 class Quality(enum.IntEnum):
@@ -100,15 +103,16 @@ def to_micro(value: Decimal) -> int:
     Raises:
         ReadingRejected: the value has more than ``VALUE_DECIMALS`` decimal places or is not finite.
     """
-    if not value.is_finite():
-        raise ReadingRejected(f"value {value} is not a finite number")
-    scaled = value.scaleb(VALUE_DECIMALS)
-    integral = scaled.to_integral_value()
-    if integral != scaled:
+    try:
+        scaled = value * _MICRO
+        micro = int(scaled)
+    except (ValueError, OverflowError):  # NaN, infinity
+        raise ReadingRejected(f"value {value} is not a finite number") from None
+    if micro != scaled:
         raise ReadingRejected(
             f"value {value} has more than {VALUE_DECIMALS} decimal places; it cannot be stored exactly"
         )
-    return int(integral)
+    return micro
 
 
 def from_micro(value: int) -> Decimal:
@@ -176,7 +180,7 @@ class Interval:
     reason_codes: tuple[str, ...] = ()
     version: int = 1
     source: Source = Source.POLL
-    created_by: str = "amigate"
+    created_by: str = SYSTEM_USER
     comment: str | None = None
 
     def __post_init__(self) -> None:
@@ -236,6 +240,13 @@ class IngestResult:
     offered: int
     inserted: int
     conflicts: int = 0
+
+    def __add__(self, other: IngestResult) -> IngestResult:
+        """Combine the results of two ingests."""
+        return IngestResult(
+            self.offered + other.offered, self.inserted + other.inserted,
+            self.conflicts + other.conflicts,
+        )  # fmt: skip
 
     @property
     def duplicates(self) -> int:

@@ -59,6 +59,10 @@ class DataError(ProtocolError):
     """A data item inside a well-formed frame cannot be decoded (bad BCD, wrong size)."""
 
 
+class UnknownDataIdentifier(DataError):
+    """A DL/T 645 data identifier is not in the catalogue for the protocol version asked for."""
+
+
 class UnexpectedReply(ProtocolError):
     """A reply does not answer the request (other address, function or data identifier)."""
 

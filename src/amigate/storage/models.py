@@ -41,6 +41,7 @@ NAMING = {
 HYPERTABLES: dict[str, str] = {
     "register_reads": "read_at",
     "intervals": "ts",
+    "interval_versions": "ts",
     "samples": "at",
     "clock_checks": "checked_at",
 }
@@ -108,9 +109,30 @@ class RegisterReadRow(Base):
 
 
 class IntervalRow(Base):
-    """One version of the energy of ``[ts, ts + duration_s)`` on one channel."""
+    """The energy of ``[ts, ts + duration_s)`` on one channel as collected (version 1).
+
+    The hot table: one narrow row per interval per channel, never updated; its
+    width is what bulk ingest pays for, so it holds only what a read has.
+    Estimates, substitutes and edits (with method, reason codes, who, when and
+    why) are later versions in ``interval_versions``.
+    """
 
     __tablename__ = "intervals"
+    __table_args__ = _TS
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcTimestamp(), primary_key=True)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int | None] = mapped_column(BigInteger)
+    quality: Mapped[int] = mapped_column(SmallInteger)
+    source: Mapped[int] = mapped_column(SmallInteger)
+
+
+class IntervalVersionRow(Base):
+    """A later version (2, 3, ...) of an interval: an estimate, substitute or operator edit."""
+
+    __tablename__ = "interval_versions"
     __table_args__ = _TS
 
     meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -120,9 +142,9 @@ class IntervalRow(Base):
     duration_s: Mapped[int] = mapped_column(Integer)
     value: Mapped[int | None] = mapped_column(BigInteger)
     quality: Mapped[int] = mapped_column(SmallInteger)
+    source: Mapped[int] = mapped_column(SmallInteger)
     method: Mapped[int | None] = mapped_column(SmallInteger)
     reason_codes: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[int] = mapped_column(SmallInteger)
     recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     created_by: Mapped[str] = mapped_column(String(64))
     comment: Mapped[str | None] = mapped_column(Text)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amigate.domain import (
+    SYSTEM_USER,
     IngestResult,
     Interval,
     Meter,
@@ -25,10 +26,25 @@ from amigate.domain import (
     from_micro,
     to_micro,
 )
-from amigate.errors import StorageError
+from amigate.errors import ReadingRejected, StorageError
 from amigate.storage.engine import translate_errors
-from amigate.storage.ingest import INTERVALS, REGISTER_READS, SAMPLES, Row, ingest_rows, utcnow
-from amigate.storage.models import ChannelRow, IntervalRow, MeterRow, RegisterReadRow, SampleRow
+from amigate.storage.ingest import (
+    INTERVAL_VERSIONS,
+    INTERVALS,
+    REGISTER_READS,
+    SAMPLES,
+    ingest_rows,
+    time_encoder,
+    utcnow,
+)
+from amigate.storage.models import (
+    ChannelRow,
+    IntervalRow,
+    IntervalVersionRow,
+    MeterRow,
+    RegisterReadRow,
+    SampleRow,
+)
 
 VersionSelector = Literal["latest", "original", "all"]
 
@@ -100,45 +116,92 @@ class Store:
         """The code of a channel id."""
         if ident not in self._channel_codes:
             with translate_errors(self.engine), self.engine.connect() as conn:
-                code = conn.execute(select(ChannelRow.code).where(ChannelRow.id == ident)).scalar_one()
+                code = conn.execute(
+                    select(ChannelRow.code).where(ChannelRow.id == ident)
+                ).scalar_one()
             self._channel_codes[ident] = code
             self._channel_ids[code] = ident
         return self._channel_codes[ident]
 
     # --- ingest -------------------------------------------------------------------
 
-    def ingest_intervals(self, intervals: Iterable[Interval]) -> IngestResult:
-        """Store intervals idempotently; a higher version of a stored interval is added beside it."""
-        now = utcnow()
-        rows: list[Row] = [
-            (
-                iv.meter_id, self.channel_id(iv.channel), iv.start, iv.version,
+    def ingest_intervals(self, intervals: Sequence[Interval]) -> IngestResult:
+        """Store intervals idempotently.
+
+        Version 1 is the interval as collected; versions 2 and up (estimates,
+        substitutes, operator edits) are stored beside it and supersede it in
+        ``latest`` queries, while the original stays queryable.
+
+        Raises:
+            ReadingRejected: a value cannot be stored exactly, or a version 1
+                interval carries edit provenance (``created_by``, ``comment``).
+        """
+        originals = [iv for iv in intervals if iv.version == 1]
+        for iv in originals:
+            if (
+                iv.method is not None
+                or iv.reason_codes
+                or iv.comment is not None
+                or (iv.created_by != SYSTEM_USER)
+            ):
+                raise ReadingRejected(
+                    "version 1 is the interval as collected; an estimate or edit (method, "
+                    "reason codes, comment, operator) must be version 2 or later"
+                )
+        versions = (
+            [iv for iv in intervals if iv.version != 1] if len(originals) < len(intervals) else []
+        )
+        when, channel = time_encoder(self.engine), self._channel_lookup()
+        result = ingest_rows(
+            self.engine, INTERVALS, originals,
+            lambda iv: (
+                iv.meter_id, channel(iv.channel), when(iv.start),
                 int((iv.end - iv.start).total_seconds()),
-                None if iv.value is None else to_micro(iv.value), int(iv.quality), iv.method,
-                ",".join(iv.reason_codes) or None, int(iv.source), now, iv.created_by, iv.comment,
-            )
-            for iv in intervals
-        ]  # fmt: skip
-        return ingest_rows(self.engine, INTERVALS, rows)
+                None if iv.value is None else to_micro(iv.value), iv.quality, iv.source,
+            ),
+        )  # fmt: skip
+        if versions:
+            recorded = when(utcnow())
+            result += ingest_rows(
+                self.engine, INTERVAL_VERSIONS, versions,
+                lambda iv: (
+                    iv.meter_id, channel(iv.channel), when(iv.start),
+                    int((iv.end - iv.start).total_seconds()),
+                    None if iv.value is None else to_micro(iv.value), iv.quality, iv.source,
+                    iv.version, iv.method, ",".join(iv.reason_codes) or None, recorded,
+                    iv.created_by, iv.comment,
+                ),
+            )  # fmt: skip
+        return result
 
-    def ingest_register_reads(self, reads: Iterable[RegisterRead]) -> IngestResult:
+    def _channel_lookup(self) -> Callable[[str], int]:
+        ids = self._channel_ids
+
+        def lookup(code: str) -> int:
+            ident = ids.get(code)
+            return ident if ident is not None else self.channel_id(code)
+
+        return lookup
+
+    def ingest_register_reads(self, reads: Sequence[RegisterRead]) -> IngestResult:
         """Store register reads idempotently."""
-        rows: list[Row] = [
-            (
-                r.meter_id, self.channel_id(r.channel), r.read_at, to_micro(r.value),
-                r.collected_at, int(r.source),
+        when, channel = time_encoder(self.engine), self._channel_lookup()
+        return ingest_rows(
+            self.engine, REGISTER_READS, reads,
+            lambda r: (
+                r.meter_id, channel(r.channel), when(r.read_at), to_micro(r.value),
+                when(r.collected_at), r.source,
                 None if r.clock_offset_s is None else round(r.clock_offset_s * 1000),
-            )
-            for r in reads
-        ]  # fmt: skip
-        return ingest_rows(self.engine, REGISTER_READS, rows)
+            ),
+        )  # fmt: skip
 
-    def ingest_samples(self, samples: Iterable[Sample]) -> IngestResult:
+    def ingest_samples(self, samples: Sequence[Sample]) -> IngestResult:
         """Store instantaneous samples idempotently."""
-        rows: list[Row] = [
-            (s.meter_id, self.channel_id(s.channel), s.at, to_micro(s.value)) for s in samples
-        ]
-        return ingest_rows(self.engine, SAMPLES, rows)
+        when, channel = time_encoder(self.engine), self._channel_lookup()
+        return ingest_rows(
+            self.engine, SAMPLES, samples,
+            lambda s: (s.meter_id, channel(s.channel), when(s.at), to_micro(s.value)),
+        )  # fmt: skip
 
     # --- queries ------------------------------------------------------------------
 
@@ -162,19 +225,34 @@ class Store:
                 or ``all`` (every version, oldest first within a start time).
         """
         cid = self.channel_id(channel)
-        t = IntervalRow
-        where = and_(t.meter_id == meter_id, t.channel_id == cid, t.ts >= start, t.ts < end)
-        query = select(t).where(where)
+        o, v = IntervalRow, IntervalVersionRow
+        found = [
+            self._interval(r, channel, version=1)
+            for r in self._scalars(
+                select(o)
+                .where(o.meter_id == meter_id, o.channel_id == cid, o.ts >= start, o.ts < end)
+                .order_by(o.ts)
+            )
+        ]
         if version == "original":
-            query = query.where(t.version == 1)
-        query = query.order_by(IntervalRow.ts, IntervalRow.version)
-        with translate_errors(self.engine), Session(self.engine) as session:
-            found = [self._interval(r, channel) for r in session.scalars(query)]
-        if version != "latest":
             return found
-        # Rows come ordered by (start, version): the last one of each start wins.
-        latest: dict[datetime, Interval] = {iv.start: iv for iv in found}
-        return list(latest.values())
+        found += [
+            self._interval(r, channel, version=r.version)
+            for r in self._scalars(
+                select(v)
+                .where(v.meter_id == meter_id, v.channel_id == cid, v.ts >= start, v.ts < end)
+                .order_by(v.ts, v.version)
+            )
+        ]
+        found.sort(key=lambda iv: (iv.start, iv.version))
+        if version == "all":
+            return found
+        # Ordered by (start, version): the last one of each start wins.
+        return list({iv.start: iv for iv in found}.values())
+
+    def _scalars(self, query: Any) -> list[Any]:
+        with translate_errors(self.engine), Session(self.engine) as session:
+            return list(session.scalars(query))
 
     def register_reads(
         self, meter_id: int, channel: str, start: datetime, end: datetime
@@ -214,19 +292,22 @@ class Store:
 
     def count(self, table: str) -> int:
         """Rows in a series table (for tests, benchmarks and metrics)."""
-        allowed = {INTERVALS.name, REGISTER_READS.name, SAMPLES.name, "meters", "clock_checks"}
+        allowed = {INTERVALS.name, INTERVAL_VERSIONS.name, REGISTER_READS.name, SAMPLES.name,
+                   "meters", "clock_checks"}  # fmt: skip
         if table not in allowed:
             raise StorageError(f"unknown table {table!r}")
         with translate_errors(self.engine), self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
-    def _interval(self, r: IntervalRow, channel: str) -> Interval:
+    def _interval(self, r: Any, channel: str, *, version: int) -> Interval:
         return Interval(
             meter_id=r.meter_id, channel=channel, start=r.ts,
             end=r.ts + timedelta(seconds=r.duration_s),
             value=None if r.value is None else from_micro(r.value), quality=Quality(r.quality),
-            method=r.method, reason_codes=tuple(r.reason_codes.split(",")) if r.reason_codes else (),
-            version=r.version, source=Source(r.source), created_by=r.created_by, comment=r.comment,
+            method=getattr(r, "method", None),
+            reason_codes=tuple(r.reason_codes.split(",")) if getattr(r, "reason_codes", None) else (),
+            version=version, source=Source(r.source),
+            created_by=getattr(r, "created_by", SYSTEM_USER), comment=getattr(r, "comment", None),
         )  # fmt: skip
 
 
@@ -239,4 +320,3 @@ def _meter(row: MeterRow) -> Meter:
         transformer_area=row.transformer_area, role=MeterRole(row.role),
         status=MeterStatus(row.status),
     )  # fmt: skip
-

@@ -1,0 +1,65 @@
+"""Test helpers: run the real ``amigate`` command, find free ports, wait for servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+AMIGATE = [sys.executable, "-m", "amigate.cli"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_amigate(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``amigate ARGS`` to completion and capture its output."""
+    return subprocess.run(
+        [*AMIGATE, *args], env={**os.environ, **(env or {})}, cwd=cwd, capture_output=True,
+        text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@contextmanager
+def serving(
+    *args: str, port: int, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[httpx.Client]:
+    """Start ``amigate ARGS`` in the background and yield a client once /healthz answers."""
+    proc = subprocess.Popen(
+        [*AMIGATE, *args], env={**os.environ, **(env or {})}, cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"amigate exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            try:
+                httpx.get(base + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("amigate did not start serving within 30 s") from None
+                time.sleep(0.1)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            yield client
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,77 @@
+"""The ``amigate`` command end to end: db, config, run with the API on a real HTTP server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+
+from tests.conftest import PG_URL
+from tests.helpers import free_port, run_amigate, serving
+
+
+def test_db_upgrade_then_current(tmp_path: Path) -> None:
+    env = {"AMIGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    assert run_amigate("db", "current", env=env).returncode == 3  # empty: behind head
+    upgraded = run_amigate("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "schema upgraded from empty to 0001" in upgraded.stdout
+    current = run_amigate("db", "current", env=env)
+    assert (current.returncode, current.stdout.strip()) == (0, "0001 (head)")
+    assert run_amigate("db", "check", env=env).returncode == 0
+
+
+def test_run_on_the_embedded_default_serves_health(tmp_path: Path) -> None:
+    port = free_port()
+    with serving("run", "--port", str(port), port=port, cwd=tmp_path) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": "0.1.0", "database": "sqlite",
+                               "schema": "0001"}  # fmt: skip
+    assert (tmp_path / "amigate.db").exists()  # zero set-up: ./amigate.db, migrated on start
+
+
+def test_run_on_timescaledb_serves_health(pg_engine: Engine) -> None:
+    port = free_port()
+    env = {"AMIGATE_DATABASE_URL": PG_URL, "AMIGATE_API_PORT": str(port)}
+    with serving("run", port=port, env=env) as client:
+        body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["database"] == "postgresql"
+
+
+def test_run_refuses_an_unmigrated_postgresql(pg_engine: Engine) -> None:
+    admin = create_engine(pg_engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('DROP DATABASE IF EXISTS "amigate_empty" WITH (FORCE)'))
+        conn.execute(text('CREATE DATABASE "amigate_empty"'))
+    admin.dispose()
+    url = pg_engine.url.set(database="amigate_empty").render_as_string(hide_password=False)
+    result = run_amigate("run", "--port", str(free_port()), env={"AMIGATE_DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "schema is at revision none (empty database)" in result.stderr
+    assert "run `amigate db upgrade`" in result.stderr
+
+
+def test_unreachable_database_is_one_clear_line() -> None:
+    env = {"AMIGATE_DATABASE_URL": "postgresql://meter:pw123@127.0.0.1:1/amigate"}
+    result = run_amigate("db", "upgrade", env=env)
+    assert result.returncode == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("amigate: error:")]
+    assert lines and "cannot reach database" in lines[0]
+    assert "Traceback" not in result.stderr and "pw123" not in result.stderr
+
+
+def test_invalid_setting_fails_at_start(tmp_path: Path) -> None:
+    result = run_amigate("run", cwd=tmp_path, env={"AMIGATE_INTERVAL_MINUTES": "7"})
+    assert result.returncode == 1
+    assert "setting 'interval_minutes' = '7'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('database_url = "postgresql://meter:pw123@db/amigate"\napi_port = 8100\n')
+    result = run_amigate("--config", str(cfg), "config", "show")
+    assert result.returncode == 0
+    assert '"database_url": "postgresql://meter:***@db/amigate"' in result.stdout
+    assert '"api_port": 8100' in result.stdout
