@@ -101,7 +101,6 @@ def bench_timescaledb(batch: list[Interval], url: str) -> None:
     print(f"TimescaleDB {versions[0]} ({versions[1]} license), PostgreSQL {versions[2]}:")
     store = Store(engine)
     # The baseline gets the rows already converted: the raw COPY pays nothing of ours.
-    now = datetime.now(UTC)
     cid = store.channel_id("1.8.0")
     raw_rows = [
         (iv.meter_id, cid, iv.start, 900, int(iv.value.scaleb(6)), 0, 0)  # type: ignore[union-attr]
@@ -109,8 +108,10 @@ def bench_timescaledb(batch: list[Interval], url: str) -> None:
     ]  # fmt: skip
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE intervals_raw (LIKE intervals INCLUDING ALL)"))
-        conn.execute(text("SELECT create_hypertable('intervals_raw', by_range('ts', INTERVAL '1 day'),"
-                          " create_default_indexes => false)"))  # fmt: skip
+        conn.execute(text(
+            "SELECT create_hypertable('intervals_raw', by_range('ts', INTERVAL '1 day'),"
+            " create_default_indexes => false)"
+        ))  # fmt: skip
     _settle(engine)
 
     def raw_copy() -> None:

@@ -31,7 +31,7 @@ def pg_engine() -> Iterator[Engine]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{url.database}"'))
-    except Exception as exc:  # noqa: BLE001 - turn into a clear failure
+    except Exception as exc:
         pytest.fail(
             f"TimescaleDB is not reachable at {url.render_as_string()}: {exc}\n"
             "start it with: scripts/timescaledb.sh start",
@@ -46,7 +46,8 @@ def pg_engine() -> Iterator[Engine]:
 
 
 def _truncate(engine: Engine) -> None:
-    tables = ["intervals", "interval_versions", "register_reads", "samples", "clock_checks", "anomalies", "api_keys",
+    tables = ["intervals", "interval_versions", "register_reads", "samples", "clock_checks",
+              "anomalies", "api_keys",
               "meters", "channels"]  # fmt: skip
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))

@@ -47,7 +47,8 @@ def serving(
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"amigate exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+                output = proc.stdout.read() if proc.stdout else ""
+                raise AssertionError(f"amigate exited early:\n{output}")
             try:
                 httpx.get(base + "/healthz", timeout=1)
                 break

@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22
 
 Intervals as collected (version 1) live in the narrow hot table ``intervals``;
@@ -21,7 +21,6 @@ from alembic import op
 
 import amigate.storage.types
 from amigate.storage.models import HYPERTABLES
-
 
 revision: str = '0001'
 down_revision: str | None = None

@@ -1,4 +1,4 @@
-"""The data model billing depends on: meters, channels, register reads, intervals, samples, anomalies.
+"""The data model billing depends on: meters, register reads, intervals, samples, anomalies.
 
 Plain frozen dataclasses over the standard library. Times are timezone-aware
 (stored in UTC); energy and every other measured value is an exact ``Decimal``.
@@ -110,7 +110,8 @@ def to_micro(value: Decimal) -> int:
         raise ReadingRejected(f"value {value} is not a finite number") from None
     if micro != scaled:
         raise ReadingRejected(
-            f"value {value} has more than {VALUE_DECIMALS} decimal places; it cannot be stored exactly"
+            f"value {value} has more than {VALUE_DECIMALS} decimal places; "
+            "it cannot be stored exactly"
         )
     return micro
 

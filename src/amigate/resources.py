@@ -1,4 +1,4 @@
-"""Where the data folders shipped with amigate live: ``drivers/``, ``simulators/``, ``migrations/``.
+"""Where the data folders shipped with amigate live: drivers, simulators, migrations.
 
 In a wheel they sit inside the package (``amigate/_data/...``); in a source checkout
 they are the top-level folders of the repository.
@@ -15,7 +15,7 @@ def data_path(name: str) -> Path:
     """Return the path of a shipped data folder or file.
 
     Args:
-        name: ``"drivers"``, ``"simulators"``, ``"migrations"`` or ``"alembic.ini"``.
+        name: ``"drivers"``, ``"simulators"`` or ``"migrations"``.
 
     Returns:
         The path inside the installed package if present, else in the source checkout.

@@ -170,7 +170,8 @@ def test_register_reads_and_samples_round_trip(store: Store) -> None:
     mid = _meter(store)
     reads = [
         RegisterRead(meter_id=mid, channel="1.8.0", read_at=T0 + i * STEP,
-                     value=Decimal("12345.67") + i, collected_at=T0 + i * STEP + timedelta(seconds=3),
+                     value=Decimal("12345.67") + i,
+                     collected_at=T0 + i * STEP + timedelta(seconds=3),
                      clock_offset_s=-1.5)
         for i in range(5)
     ]  # fmt: skip
@@ -217,7 +218,8 @@ def test_hypertables_exist_on_timescaledb(pg_engine: Engine) -> None:
             "SELECT indexname FROM pg_indexes WHERE tablename = 'intervals'"
         )).scalars().all()  # fmt: skip
     assert {name for name, _ in rows} == set(dims)
-    assert dims == {"intervals": "ts", "interval_versions": "ts", "register_reads": "read_at", "samples": "at",
+    assert dims == {"intervals": "ts", "interval_versions": "ts", "register_reads": "read_at",
+                    "samples": "at",
                     "clock_checks": "checked_at"}  # fmt: skip
     assert indexes == ["pk_intervals"]  # the key only: no default time index to slow ingest
 

@@ -1,4 +1,4 @@
-"""``amigate run``: the service (API today; bus workers and validation join it in the same process)."""
+"""``amigate run``: the service, with its HTTP API, in one process."""
 
 from __future__ import annotations
 

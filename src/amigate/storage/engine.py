@@ -64,7 +64,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parent = Path(database).expanduser().resolve().parent
             if not parent.is_dir():
                 raise StorageUnavailable(
-                    f"cannot open SQLite database {database!r}: folder {str(parent)!r} does not exist"
+                    f"cannot open SQLite database {database!r}: "
+                    f"folder {str(parent)!r} does not exist"
                 )
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
@@ -119,7 +120,7 @@ def _first_line(exc: DBAPIError) -> str:
 
 
 def timescaledb_license(engine: Engine) -> str | None:
-    """The TimescaleDB license in force: ``"apache"``, ``"timescale"``, or None without TimescaleDB."""
+    """The TimescaleDB license: ``"apache"``, ``"timescale"``, or None without TimescaleDB."""
     if engine.dialect.name != "postgresql":
         return None
     with engine.connect() as conn:

@@ -27,8 +27,8 @@ Python conversion overlaps with the server's work on the rows already sent.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -245,7 +245,10 @@ def _write_sqlite(
             for row in _probe_rows(items, convert)
         )
         if not stored:
-            insert = f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO NOTHING"
+            insert = (
+                f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) "
+                f"ON CONFLICT ({keys}) DO NOTHING"
+            )
             rows = _pipelined_executemany(cursor, insert, items, convert, key_idx)
             inserted = rows.inserted
             conflicts = 0

@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the schema. Alembic migrations in ``migrations/`` create it; nothing calls create_all.
+"""SQLAlchemy models of the schema; the Alembic migrations in ``migrations/`` create it.
 
 Time-series tables (register reads, intervals, samples, clock checks) are
 TimescaleDB hypertables on PostgreSQL, partitioned by their time column, with

@@ -300,12 +300,13 @@ class Store:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
     def _interval(self, r: Any, channel: str, *, version: int) -> Interval:
+        codes = getattr(r, "reason_codes", None)
         return Interval(
             meter_id=r.meter_id, channel=channel, start=r.ts,
             end=r.ts + timedelta(seconds=r.duration_s),
             value=None if r.value is None else from_micro(r.value), quality=Quality(r.quality),
             method=getattr(r, "method", None),
-            reason_codes=tuple(r.reason_codes.split(",")) if getattr(r, "reason_codes", None) else (),
+            reason_codes=tuple(codes.split(",")) if codes else (),
             version=version, source=Source(r.source),
             created_by=getattr(r, "created_by", SYSTEM_USER), comment=getattr(r, "comment", None),
         )  # fmt: skip
