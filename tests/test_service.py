@@ -57,7 +57,7 @@ def test_unreachable_database_is_one_clear_line() -> None:
     result = run_amigate("db", "upgrade", env=env)
     assert result.returncode == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("amigate: error:")]
-    assert lines and "cannot reach database" in lines[0]
+    assert lines and "is unavailable: connection failed" in lines[0]
     assert "Traceback" not in result.stderr and "pw123" not in result.stderr
 
 

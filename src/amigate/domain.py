@@ -23,6 +23,8 @@ _VALUE_QUANTUM = Decimal(1).scaleb(-VALUE_DECIMALS)
 #: ``created_by`` of everything amigate collects or computes by itself.
 SYSTEM_USER = "amigate"
 _MICRO = Decimal(10) ** VALUE_DECIMALS
+_MAX_MICRO = 2**63 - 1  # a signed 64-bit integer, on both backends
+_MIN_MICRO = -(2**63)
 
 
 class Quality(enum.IntEnum):
@@ -108,6 +110,8 @@ def to_micro(value: Decimal) -> int:
         micro = int(scaled)
     except (ValueError, OverflowError):  # NaN, infinity
         raise ReadingRejected(f"value {value} is not a finite number") from None
+    if not _MIN_MICRO <= micro <= _MAX_MICRO:
+        raise ReadingRejected(f"value {value} is out of the storable range (|value| < 9.2e12)")
     if micro != scaled:
         raise ReadingRejected(
             f"value {value} has more than {VALUE_DECIMALS} decimal places; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -10,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from amigate.domain import Interval, Meter, Protocol, Quality, RegisterRead, Sample, Source
-from amigate.errors import ReadingRejected, StorageError
-from amigate.storage import Store
+from amigate.errors import ReadingRejected, StorageError, StorageUnavailable
+from amigate.storage import Store, make_engine
 from amigate.storage import ingest as ingest_module
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -62,12 +63,48 @@ def test_duplicates_inside_one_batch_are_stored_once(store: Store) -> None:
     assert store.count("intervals") == 10
 
 
-def test_batches_larger_than_one_transaction(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 7)
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transactions of 8 rows converted in chunks of 4, so a few rows span many of them."""
+    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 8)
+    monkeypatch.setattr(ingest_module, "SQLITE_BATCH_ROWS", 8)
+    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 4)
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_batches_larger_than_one_transaction(store: Store) -> None:
     mid = _meter(store)
     assert store.ingest_intervals(_intervals(mid, 50)).inserted == 50
-    assert store.ingest_intervals(_intervals(mid, 60)).inserted == 10
-    assert store.count("intervals") == 60
+    result = store.ingest_intervals(_intervals(mid, 61))
+    assert (result.inserted, result.duplicates) == (11, 50)
+    assert store.count("intervals") == 61
+    values = [iv.value for iv in store.intervals(mid, "1.8.0", T0, T0 + 61 * STEP)]
+    assert values == [Decimal("0.25") + Decimal(i) / 100 for i in range(61)]
+
+
+def test_stored_rows_the_probe_misses_are_still_found(store: Store) -> None:
+    # The probe looks at the first, middle and last row; rows 1 and 3 are stored,
+    # so the fast path is tried, meets them, and falls back to staging.
+    mid = _meter(store)
+    batch = _intervals(mid, 5)
+    store.ingest_intervals([batch[1], batch[3]])
+    result = store.ingest_intervals(batch)
+    assert (result.inserted, result.duplicates, result.conflicts) == (3, 2, 0)
+    altered = [*batch[:3], _intervals(mid, 4, value="1")[3], batch[4]]
+    assert store.ingest_intervals(altered).conflicts == 1
+    assert store.count("intervals") == 5
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_a_failing_transaction_keeps_the_ones_before_it(store: Store) -> None:
+    mid = _meter(store)
+    batch = _intervals(mid, 20)
+    broken = Interval(meter_id=mid, channel="1.8.0", start=batch[12].start, end=batch[12].end,
+                      value=Decimal(10) ** 14)  # beyond a 64-bit integer of micro-units
+    with pytest.raises(ReadingRejected, match="out of the storable range"):
+        store.ingest_intervals([*batch[:12], broken, *batch[13:]])
+    assert store.count("intervals") == 8  # the first transaction (rows 0-7) committed
+    assert store.ingest_intervals(batch).inserted == 12  # a retry completes the rest
 
 
 def test_new_version_supersedes_and_original_stays_queryable(store: Store) -> None:
@@ -194,7 +231,7 @@ def test_failed_batch_is_rolled_back_whole(store: Store) -> None:
         end=T0 + 11 * STEP,
         value=Decimal(10) ** 14,
     )  # 1e20 micro-units: beyond a 64-bit integer
-    with pytest.raises((StorageError, OverflowError)):
+    with pytest.raises(ReadingRejected, match="out of the storable range"):
         store.ingest_intervals([*good, huge])
     assert store.count("intervals") == 0
     assert store.ingest_intervals(good).inserted == 5  # the caller can retry the good rows
@@ -232,3 +269,33 @@ def test_sqlite_runs_in_wal_mode(tmp_path: object) -> None:
     engine = make_engine(f"sqlite:///{Path(str(tmp_path)) / 'w.db'}")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_database_failure_mid_ingest_is_clear_and_loses_nothing(engine: Engine) -> None:
+    """A transaction the database refuses rolls back whole; a retry stores everything once."""
+    store = Store(engine)
+    mid = _meter(store)
+    batch = _intervals(mid, 40)
+    store.ingest_intervals(batch[:10])
+    if engine.dialect.name == "sqlite":
+        # Another writer holds the database; our engine gives up after 0.2 s.
+        impatient = make_engine(engine.url.render_as_string(), connect_args={"timeout": 0.2})
+        blocker = sqlite3.connect(str(engine.url.database))
+        blocker.execute("BEGIN IMMEDIATE")
+        release = blocker.rollback
+    else:
+        # Statements are cancelled after 20 ms: the server abandons the COPY midway.
+        impatient = make_engine(
+            engine.url.render_as_string(hide_password=False),
+            connect_args={"options": "-c statement_timeout=20"},
+        )
+        release = impatient.dispose
+    with pytest.raises(StorageUnavailable) as info:
+        Store(impatient).ingest_intervals(_intervals(mid, 20_000))
+    assert "is unavailable" in str(info.value)
+    release()
+    impatient.dispose()
+    assert store.count("intervals") == 10  # nothing half-written
+    result = store.ingest_intervals(batch)
+    assert (result.inserted, result.duplicates) == (30, 10)
+    assert store.count("intervals") == 40

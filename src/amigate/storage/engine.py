@@ -102,21 +102,25 @@ def check_connection(engine: Engine) -> None:
 
 @contextlib.contextmanager
 def translate_errors(engine: Engine) -> Iterator[None]:
-    """Turn SQLAlchemy/driver errors into ``StorageUnavailable`` or ``StorageError``."""
+    """Turn SQLAlchemy and raw driver errors into ``StorageUnavailable`` or ``StorageError``.
+
+    The bulk paths use the driver directly (COPY, executemany), so its own
+    exception classes are translated as well as SQLAlchemy's wrappers.
+    """
+    dbapi = engine.dialect.loaded_dbapi
+    where = mask(engine.url.render_as_string(hide_password=False))
     try:
         yield
-    except OperationalError as exc:
-        raise StorageUnavailable(
-            f"cannot reach database {mask(engine.url.render_as_string(hide_password=False))}: "
-            f"{_first_line(exc)}"
-        ) from exc
-    except DBAPIError as exc:
-        raise StorageError(f"database error: {_first_line(exc)}") from exc
+    except (OperationalError, dbapi.OperationalError) as exc:
+        raise StorageUnavailable(f"database {where} is unavailable: {_first_line(exc)}") from exc
+    except (DBAPIError, dbapi.Error) as exc:
+        raise StorageError(f"database {where} refused the operation: {_first_line(exc)}") from exc
 
 
-def _first_line(exc: DBAPIError) -> str:
-    message = str(exc.orig) if exc.orig is not None else str(exc)
-    return message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+def _first_line(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    message = str(orig if orig is not None else exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def timescaledb_license(engine: Engine) -> str | None:

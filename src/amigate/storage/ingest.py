@@ -5,51 +5,51 @@ value. Ingesting a row again is a no-op (a replay); ingesting a *different* valu
 under a stored key is a conflict: it is not stored, it is counted and logged, and
 the rest of the batch is stored (a correction is a new interval version).
 
-PostgreSQL / TimescaleDB
-    A batch whose keys are not stored yet (the usual case: new reads) is written
-    with one binary ``COPY`` straight into the hypertable, inside a savepoint. If
-    that COPY hits a stored key, or a probe of a few keys finds the batch already
-    stored, the batch goes through the staging path instead: binary COPY into a
-    temporary table, one join that counts what is already there (and what
-    conflicts), and, unless everything is a replay, one
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``.
+Every transaction first probes a few of its keys (first, middle, last row):
 
-SQLite
-    The same shape: a batch whose probed keys are not stored goes in with one
-    ``executemany`` of ``INSERT ... ON CONFLICT DO NOTHING``; otherwise (or when
-    that insert skipped rows) it is staged in an in-memory temporary table and
-    compared with one join before the remaining rows are inserted.
+* none stored (the usual case: new reads): the rows go straight into the table,
+  by binary ``COPY`` inside a savepoint on PostgreSQL, by ``executemany`` of
+  ``INSERT ... ON CONFLICT DO NOTHING`` on SQLite. Should that meet stored keys
+  after all (the COPY fails, or the insert skips rows), the transaction falls
+  back to the staging path.
+* some stored (a replay or an overlap): the rows go into a temporary table; one
+  join counts those already stored and those stored with other values; unless
+  every row is a replay, one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``
+  adds the rest.
 
-Items are converted to rows lazily, while they are written, so on PostgreSQL the
-Python conversion overlaps with the server's work on the rows already sent.
+Items are converted to rows on a helper thread one chunk ahead of the writer:
+psycopg and sqlite3 release the GIL while the database works, so Python's
+conversion of the next chunk overlaps with the database's work on this one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Engine
 
 from amigate.domain import IngestResult
-from amigate.errors import ReadingRejected, StorageError
+from amigate.errors import ReadingRejected
 from amigate.storage.engine import translate_errors
 
 log = logging.getLogger(__name__)
 
 #: Rows per PostgreSQL transaction: large enough to amortise the per-batch
 #: cost, small enough to keep a replay unit short (well under a second).
-BATCH_ROWS = 20_000
+BATCH_ROWS = 25_000
 #: Rows per SQLite transaction. SQLite writes every page a transaction touched
 #: to the WAL at commit; rows arriving time-major touch one page per meter, so
 #: larger transactions write far fewer pages per row.
 SQLITE_BATCH_ROWS = 250_000
-_SQLITE_CHUNK = 25_000
+#: Rows converted (and, on SQLite, sorted by key) at a time; divides both batch sizes.
+CHUNK_ROWS = 25_000
 _PROBES = 3
 
 
@@ -130,6 +130,7 @@ CLOCK_CHECKS = SeriesTable(
 
 Row = tuple[Any, ...]
 ToRow = Callable[[Any], Row]
+Chunks = Iterator[list[Row]]
 
 
 def ingest_rows(
@@ -150,20 +151,26 @@ def ingest_rows(
         How many rows were offered, inserted, and refused as conflicts.
 
     Raises:
-        StorageUnavailable: the database went away; batches already committed stay
-            committed, the failed batch is rolled back whole, so the caller can retry it.
+        StorageUnavailable: the database went away; transactions already committed
+            stay committed, the failed one is rolled back whole, so the caller can
+            retry from it.
         StorageError: any other database failure.
+        ReadingRejected: an item cannot be converted (nothing of its transaction is stored).
     """
-    convert: ToRow = to_row if to_row is not None else _identity
-    write: Callable[[Engine, SeriesTable, Sequence[Any], ToRow], tuple[int, int]]
-    if engine.dialect.name == "postgresql":
-        write, size = _write_postgresql, BATCH_ROWS
-    else:
-        write, size = _write_sqlite, SQLITE_BATCH_ROWS
+    convert: ToRow = to_row if to_row is not None else tuple
+    postgres = engine.dialect.name == "postgresql"
+    per_transaction = BATCH_ROWS if postgres else SQLITE_BATCH_ROWS
+    chunk_rows = min(CHUNK_ROWS, per_transaction)
+    assert per_transaction % chunk_rows == 0, "chunks must not straddle transactions"
+    write = _write_postgresql if postgres else _write_sqlite
+    sort_key = None if postgres else itemgetter(*table.key_indexes)
     inserted = conflicts = 0
-    with translate_errors(engine):
-        for start in range(0, len(items), size):
-            added, refused = write(engine, table, items[start : start + size], convert)
+    with translate_errors(engine), _Prefetcher(items, convert, chunk_rows, sort_key) as chunks:
+        for start in range(0, len(items), per_transaction):
+            batch = items[start : start + per_transaction]
+            n_chunks = -(-len(batch) // chunk_rows)
+            probes = _probe_rows(batch, convert)
+            added, refused = write(engine, table, probes, islice(chunks, n_chunks), len(batch))
             inserted += added
             conflicts += refused
     if conflicts:
@@ -176,8 +183,38 @@ def ingest_rows(
     return IngestResult(offered=len(items), inserted=inserted, conflicts=conflicts)
 
 
-def _identity(row: Any) -> Row:
-    return tuple(row)
+class _Prefetcher:
+    """Convert ``items`` in chunks on a helper thread, one chunk ahead of the consumer."""
+
+    def __init__(
+        self, items: Sequence[Any], convert: ToRow, size: int,
+        sort_key: Callable[[Row], Any] | None,
+    ) -> None:  # fmt: skip
+        self._items, self._convert, self._size, self._sort_key = items, convert, size, sort_key
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amigate-ingest")
+
+    def _prepare(self, start: int) -> list[Row]:
+        convert = self._convert
+        rows = [convert(item) for item in self._items[start : start + self._size]]
+        if self._sort_key is not None:
+            rows.sort(key=self._sort_key)  # key order: each B-tree page is visited once
+        return rows
+
+    def _chunks(self) -> Chunks:
+        starts = range(0, len(self._items), self._size)
+        pending = self._pool.submit(self._prepare, 0) if starts else None
+        for start in starts:
+            assert pending is not None
+            rows = pending.result()
+            nxt = start + self._size
+            pending = self._pool.submit(self._prepare, nxt) if nxt < len(self._items) else None
+            yield rows
+
+    def __enter__(self) -> Chunks:
+        return self._chunks()
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def time_encoder(engine: Engine) -> Callable[[datetime], Any]:
@@ -205,18 +242,22 @@ def _same(moment: datetime) -> datetime:
     return moment
 
 
-def _probe_sql(table: SeriesTable, placeholder: str) -> str:
-    where = " AND ".join(f"{k} = {placeholder}" for k in table.key)
-    return f"SELECT 1 FROM {table.name} WHERE {where}"
-
-
 def _probe_rows(items: Sequence[Any], convert: ToRow) -> list[Row]:
     """A few rows of the batch (first, middle, last) to look up before choosing a path."""
     picks = sorted({0, len(items) // 2, len(items) - 1})[:_PROBES] if items else []
     return [convert(items[i]) for i in picks]
 
 
-def _conflict_count_sql(table: SeriesTable, stage: str, distinct: str) -> str:
+def _any_stored(execute: Callable[[str, list[Any]], Any], table: SeriesTable,
+                probes: list[Row], placeholder: str) -> bool:  # fmt: skip
+    where = " AND ".join(f"{k} = {placeholder}" for k in table.key)
+    sql = f"SELECT 1 FROM {table.name} WHERE {where}"
+    key_idx = table.key_indexes
+    return any(execute(sql, [row[k] for k in key_idx]).fetchone() is not None for row in probes)
+
+
+def _compare_sql(table: SeriesTable, stage: str, distinct: str) -> str:
+    """Count the staged rows already stored, and those stored with other values."""
     join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
     differs = " OR ".join(f"t.{c} {distinct} s.{c}" for c in table.value_columns) or "false"
     return (
@@ -225,49 +266,47 @@ def _conflict_count_sql(table: SeriesTable, stage: str, distinct: str) -> str:
     )
 
 
+def _merge_sql(table: SeriesTable, stage: str) -> str:
+    cols = ", ".join(table.columns)
+    keys = ", ".join(table.key)
+    return (
+        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {stage} "
+        f"WHERE true ON CONFLICT ({keys}) DO NOTHING"
+    )
+
+
 # --- SQLite -------------------------------------------------------------------
 
 
 def _write_sqlite(
-    engine: Engine, table: SeriesTable, items: Sequence[Any], convert: ToRow
+    engine: Engine, table: SeriesTable, probes: list[Row], chunks: Iterator[list[Row]], n: int
 ) -> tuple[int, int]:
     cols = ", ".join(table.columns)
     marks = ", ".join("?" * len(table.columns))
-    keys = ", ".join(table.key)
-    stage = f"stage_{table.name}"
-    probe = _probe_sql(table, "?")
-    key_idx = table.key_indexes
+    stage = f"temp.stage_{table.name}"
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        stored = any(
-            cursor.execute(probe, [row[k] for k in key_idx]).fetchone() is not None
-            for row in _probe_rows(items, convert)
-        )
-        if not stored:
+        if not _any_stored(cursor.execute, table, probes, "?"):
             insert = (
                 f"INSERT INTO {table.name} ({cols}) VALUES ({marks}) "
-                f"ON CONFLICT ({keys}) DO NOTHING"
+                f"ON CONFLICT ({', '.join(table.key)}) DO NOTHING"
             )
-            rows = _pipelined_executemany(cursor, insert, items, convert, key_idx)
-            inserted = rows.inserted
+            inserted, kept = 0, []
+            for rows in chunks:
+                cursor.executemany(insert, rows)
+                inserted += cursor.rowcount
+                kept.extend(rows)
             conflicts = 0
-            if inserted < len(items):  # some were stored after all: compare them
-                conflicts = _sqlite_stage(cursor, table, rows.kept)[1]
+            if inserted < n:  # some were stored after all: compare them
+                _sqlite_stage(cursor, table, kept)
+                conflicts = int(cursor.execute(_compare_sql(table, stage, "IS NOT")).fetchone()[1])
         else:
-            _sqlite_clear_stage(cursor, table)
-            staged = f"INSERT INTO temp.{stage} VALUES ({marks})"
-            _pipelined_executemany(cursor, staged, items, convert, key_idx)
-            present, conflicts = _sqlite_compare(cursor, table)
-            inserted = 0
-            if present < len(items):
-                cursor.execute(
-                    f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM temp.{stage} "
-                    f"WHERE true ON CONFLICT ({keys}) DO NOTHING"
-                )
-                inserted = cursor.rowcount
+            _sqlite_stage(cursor, table, *chunks)
+            present, conflicts = cursor.execute(_compare_sql(table, stage, "IS NOT")).fetchone()
+            inserted = cursor.execute(_merge_sql(table, stage)).rowcount if present < n else 0
         raw.commit()
-        return inserted, conflicts
+        return int(inserted), int(conflicts)
     except BaseException:
         raw.rollback()
         raise
@@ -275,94 +314,37 @@ def _write_sqlite(
         raw.close()
 
 
-@dataclass
-class _Written:
-    inserted: int
-    kept: list[Row]
-
-
-def _pipelined_executemany(
-    cursor: Any, sql: str, items: Sequence[Any], convert: ToRow, key_idx: tuple[int, ...]
-) -> _Written:
-    """Run ``sql`` over the converted items, converting the next chunk while SQLite writes.
-
-    sqlite3 releases the GIL while SQLite works, so converting chunk n+1 on a
-    helper thread overlaps with inserting chunk n. Each chunk is sorted by key so
-    the B-tree pages are visited in order.
-    """
-    by_key = itemgetter(*key_idx)
-
-    def prepare(chunk: Sequence[Any]) -> list[Row]:
-        rows = [convert(item) for item in chunk]
-        rows.sort(key=by_key)
-        return rows
-
-    chunks = [items[i : i + _SQLITE_CHUNK] for i in range(0, len(items), _SQLITE_CHUNK)]
-    kept: list[Row] = []
-    inserted = 0
-    if not chunks:
-        return _Written(0, kept)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="amigate-ingest") as pool:
-        pending = pool.submit(prepare, chunks[0])
-        for n in range(len(chunks)):
-            rows = pending.result()
-            if n + 1 < len(chunks):
-                pending = pool.submit(prepare, chunks[n + 1])
-            cursor.executemany(sql, rows)
-            inserted += cursor.rowcount
-            kept.extend(rows)
-    return _Written(inserted, kept)
-
-
-def _sqlite_clear_stage(cursor: Any, table: SeriesTable) -> None:
-    stage = f"stage_{table.name}"
+def _sqlite_stage(cursor: Any, table: SeriesTable, *chunks: list[Row]) -> None:
+    """Replace the temporary table's content with ``chunks``."""
     cols = ", ".join(table.columns)
     cursor.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table.name} WHERE 0"
+        f"CREATE TEMP TABLE IF NOT EXISTS stage_{table.name} AS "
+        f"SELECT {cols} FROM {table.name} WHERE 0"
     )
-    cursor.execute(f"DELETE FROM temp.{stage}")
-
-
-def _sqlite_compare(cursor: Any, table: SeriesTable) -> tuple[int, int]:
-    """Count the staged rows that are stored, and those stored with other values."""
-    sql = _conflict_count_sql(table, f"temp.stage_{table.name}", "IS NOT")
-    present, conflicts = cursor.execute(sql).fetchone()
-    return int(present), int(conflicts)
-
-
-def _sqlite_stage(cursor: Any, table: SeriesTable, rows: list[Row]) -> tuple[int, int]:
-    """Copy ``rows`` into the temporary table and compare them with the stored ones."""
-    _sqlite_clear_stage(cursor, table)
+    cursor.execute(f"DELETE FROM temp.stage_{table.name}")
     marks = ", ".join("?" * len(table.columns))
-    cursor.executemany(f"INSERT INTO temp.stage_{table.name} VALUES ({marks})", rows)
-    return _sqlite_compare(cursor, table)
+    for rows in chunks:
+        cursor.executemany(f"INSERT INTO temp.stage_{table.name} VALUES ({marks})", rows)
 
 
 # --- PostgreSQL -----------------------------------------------------------------
 
 
 def _write_postgresql(
-    engine: Engine, table: SeriesTable, items: Sequence[Any], convert: ToRow
+    engine: Engine, table: SeriesTable, probes: list[Row], chunks: Iterator[list[Row]], n: int
 ) -> tuple[int, int]:
+    rows = [row for chunk in chunks for row in chunk]
     raw = engine.raw_connection()
     try:
         conn: Any = raw.driver_connection
-        probe = _probe_sql(table, "%s")
-        key_idx = table.key_indexes
         with conn.transaction():
-            stored = any(
-                conn.execute(probe, [row[k] for k in key_idx]).fetchone() is not None
-                for row in _probe_rows(items, convert)
-            )
-            rows: list[Row] = []
-            if not stored:
+            if not _any_stored(conn.execute, table, probes, "%s"):
                 try:
                     with conn.transaction():  # a savepoint: a conflicting COPY rolls back alone
-                        _copy(conn, table, table.name, _converting(items, convert, rows))
+                        _copy(conn, table, table.name, rows)
                     return len(rows), 0
                 except _unique_violation():
                     log.debug("%s: batch overlaps stored rows, using the staging path", table.name)
-            rows.extend(convert(item) for item in items[len(rows) :])
             return _stage_and_merge(conn, table, rows)
     except BaseException:
         raw.rollback()
@@ -371,22 +353,13 @@ def _write_postgresql(
         raw.close()
 
 
-def _converting(items: Sequence[Any], convert: ToRow, keep: list[Row]) -> Iterator[Row]:
-    """Convert items one by one, keeping each row (for the staging path if COPY fails)."""
-    append = keep.append
-    for item in items:
-        row = convert(item)
-        append(row)
-        yield row
-
-
 def _unique_violation() -> type[Exception]:
     import psycopg.errors
 
     return psycopg.errors.UniqueViolation
 
 
-def _copy(conn: Any, table: SeriesTable, target: str, rows: Iterable[Row]) -> None:
+def _copy(conn: Any, table: SeriesTable, target: str, rows: list[Row]) -> None:
     cols = ", ".join(table.columns)
     with conn.cursor().copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(table.pg_types)
@@ -394,39 +367,19 @@ def _copy(conn: Any, table: SeriesTable, target: str, rows: Iterable[Row]) -> No
             copy.write_row(row)
 
 
-def _stage_and_merge(conn: Any, table: SeriesTable, rows: Sequence[Row]) -> tuple[int, int]:
+def _stage_and_merge(conn: Any, table: SeriesTable, rows: list[Row]) -> tuple[int, int]:
     stage = f"stage_{table.name}"
     conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} "
         f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     _copy(conn, table, stage, rows)
-    stored, conflicts = conn.execute(
-        _conflict_count_sql(table, stage, "IS DISTINCT FROM")
-    ).fetchone()
+    stored, conflicts = conn.execute(_compare_sql(table, stage, "IS DISTINCT FROM")).fetchone()
     if stored >= len(rows):  # a full replay: nothing to insert
         return 0, int(conflicts)
-    cols = ", ".join(table.columns)
-    keys = ", ".join(table.key)
-    cursor = conn.execute(
-        f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {stage} "
-        f"ON CONFLICT ({keys}) DO NOTHING"
-    )
-    return int(cursor.rowcount), int(conflicts)
+    return int(conn.execute(_merge_sql(table, stage)).rowcount), int(conflicts)
 
 
 def utcnow() -> datetime:
-    """The current time in UTC (the one clock read of this module, for recorded_at)."""
+    """The current time in UTC (the one clock read of the storage layer)."""
     return datetime.now(UTC)
-
-
-__all__ = [
-    "CLOCK_CHECKS",
-    "INTERVALS",
-    "INTERVAL_VERSIONS",
-    "REGISTER_READS",
-    "SAMPLES",
-    "SeriesTable",
-    "StorageError",
-    "ingest_rows",
-]
