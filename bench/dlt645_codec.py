@@ -165,7 +165,7 @@ def _baseline() -> Any:
 
 
 def _theirs_decode(frames: list[bytes], rounds: int) -> Callable[[], int] | None:
-    DLT645Protocol = _baseline()  # noqa: N806
+    DLT645Protocol = _baseline()
     if DLT645Protocol is None:
         return None
 
@@ -179,7 +179,7 @@ def _theirs_decode(frames: list[bytes], rounds: int) -> Callable[[], int] | None
 
 
 def _theirs_encode(rounds: int) -> Callable[[], int] | None:
-    DLT645Protocol = _baseline()  # noqa: N806
+    DLT645Protocol = _baseline()
     if DLT645Protocol is None:
         return None
     requests = [(bytes.fromhex(a)[::-1], di.to_bytes(4, "little")) for a, di in REQUESTS]

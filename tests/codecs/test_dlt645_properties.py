@@ -6,6 +6,7 @@ import contextlib
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,13 +19,14 @@ from amigate.codecs import (
     decode_frame,
     decode_read_response,
     decode_value,
+    decode_values,
     encode_bcd_number,
     encode_frame,
     encode_value,
     lookup_di,
     value_format,
 )
-from amigate.errors import FrameError
+from amigate.errors import ChecksumError, DataError, FrameError
 
 addresses = st.text(alphabet="0123456789ABCDEF", min_size=12, max_size=12)
 frames = st.builds(
@@ -130,3 +132,59 @@ def test_voltage_block_reply_round_trip(values: list[Decimal | None]) -> None:
     response = decode_read_response(frame, version=Dlt645Version.V2007)
     assert [v.value for v in response.values] == values
     assert lookup_di(0x0201FF00).length == 6
+
+
+_DECODED_DIS = (0x00010000, 0x0001FF00, 0x0201FF00, 0x0202FF00, 0x0203FF00, 0x0206FF00,
+                0x04000101, 0x04000102, 0x0400010C, 0x04000402, 0x01010000)
+
+
+@given(st.sampled_from(_DECODED_DIS), st.data())
+def test_compiled_decoder_matches_field_by_field_decoding(di: int, data: st.DataObject) -> None:
+    """The reply decoder's fast paths give exactly what decode_value gives per field."""
+    spec = lookup_di(di)
+    fields = spec.layout(spec.length)
+    byte = st.one_of(st.sampled_from([0x00, 0x09, 0x12, 0x59, 0x80, 0x99, 0xEE, 0xFF]),
+                     st.integers(0, 255))
+    payload = bytes(data.draw(st.lists(byte, min_size=spec.length, max_size=spec.length)))
+    expected: list[object] = []
+    offset = 0
+    try:
+        for f in fields:
+            raw = payload[offset : offset + f.length]
+            expected.append(decode_value(raw, f.value_format, signed=f.signed))
+            offset += f.length
+    except DataError:
+        with pytest.raises(DataError):
+            decode_values(spec, payload)
+        return
+    got = decode_values(spec, payload)
+    assert [v.value for v in got] == expected
+    assert [str(v.value) for v in got] == [str(v) for v in expected]  # same exponent
+    assert [(v.name, v.unit, v.channel) for v in got] == [(f.name, f.unit, f.channel)
+                                                          for f in fields]
+
+
+@pytest.mark.parametrize("length", [200, 246, 247, 255])
+@pytest.mark.parametrize("fill", [0x00, 0xCC, 0xFF])
+def test_buffer_checksum_on_long_frames(length: int, fill: int) -> None:
+    """Long frames, where a byte sum can pass 65521, are checked exactly too."""
+    frame = Frame("999999999999", 0x91, bytes([fill]) * length)
+    raw = encode_frame(frame)
+    buf = Dlt645Buffer(max_data_length=255)
+    buf.feed(raw)
+    assert buf.next_frame() == frame
+    bad = bytearray(raw)
+    bad[-2] ^= 0x01
+    buf.feed(bytes(bad))
+    with pytest.raises(ChecksumError):
+        buf.next_frame()
+
+
+def test_buffer_accepts_bytearray_and_memoryview() -> None:
+    raw = encode_frame(Frame("000000000161", 0x91, b"\x00\x00\x01\x00\x26\x00\x00\x00"))
+    buf = Dlt645Buffer()
+    buf.feed(bytearray(raw[:5]))
+    buf.feed(memoryview(raw)[5:])
+    frame = buf.next_frame()
+    assert frame is not None and frame.data == b"\x00\x00\x01\x00\x26\x00\x00\x00"
+    assert type(frame.data) is bytes and len(buf) == 0

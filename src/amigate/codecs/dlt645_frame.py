@@ -296,7 +296,10 @@ def frame_from_checked_slice(raw: bytes | bytearray, start: int, length: int) ->
     )
 
 
-_set_attribute = object.__setattr__
+# Slot descriptors set the fields of the frozen Frame without __init__ and its checks.
+_set_address = Frame.__dict__["address"].__set__
+_set_control = Frame.__dict__["control"].__set__
+_set_data = Frame.__dict__["data"].__set__
 
 
 def unchecked_frame(address: str, control: int, data: bytes) -> Frame:
@@ -314,7 +317,7 @@ def unchecked_frame(address: str, control: int, data: bytes) -> Frame:
         The frame.
     """
     frame = object.__new__(Frame)
-    _set_attribute(frame, "address", address)
-    _set_attribute(frame, "control", control)
-    _set_attribute(frame, "data", data)
+    _set_address(frame, address)
+    _set_control(frame, control)
+    _set_data(frame, data)
     return frame

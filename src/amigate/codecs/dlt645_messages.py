@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NoReturn
 
 from amigate.codecs.dlt645_catalogue import (
     BY_WIRE_DI,
@@ -75,6 +75,7 @@ _FOLLOW: Final = {V07: Function2007.READ_FOLLOW_UP, V97: Function1997.READ_FOLLO
 _MAX_REPLY: Final = 12 + 200
 _WIRE_2007: Final = BY_WIRE_DI[V07]
 _WIRE_1997: Final = BY_WIRE_DI[V97]
+_new = tuple.__new__
 
 
 class ReadResponse(NamedTuple):
@@ -311,25 +312,15 @@ def decode_read_response(
         DataError: a payload that does not decode.
     """
     control = frame.control
-    function = control & 0x1F
-    if version is V07:
-        read, follow, size, by_wire = 0x11, 0x12, 4, _WIRE_2007
-    else:
-        read, follow, size, by_wire = 0x01, 0x02, 2, _WIRE_1997
-    if not control & CONTROL_RESPONSE or (function != read and function != follow):
-        raise UnexpectedReply(
-            f"expected a {version.value} read reply, got control 0x{control:02X}"
-        )
     data = frame.data
-    if control & CONTROL_ABNORMAL:
-        code = data[0] if data else 0
-        reasons = decode_error(code, version)
-        raise DeviceRejected(
-            f"meter {frame.address} rejected the read: {', '.join(reasons) or 'no reason given'}"
-            f" (error byte 0x{code:02X})",
-            code=code,
-            reasons=reasons,
-        )
+    if version is V07:
+        size, follow, by_wire = 4, 0x12, _WIRE_2007
+        normal = control & 0xDF == 0x91 or control & 0xDF == 0x92  # D5 (follow-up) masked
+    else:
+        size, follow, by_wire = 2, 0x02, _WIRE_1997
+        normal = control & 0xDF == 0x81 or control & 0xDF == 0x82
+    if not normal:
+        _raise_not_normal(frame, version)
     if len(data) < size:
         raise DataError(f"reply data is {len(data)} bytes, shorter than the {size}-byte DI")
     spec = by_wire.get(data[:size])
@@ -340,13 +331,37 @@ def decode_read_response(
         )
     seq: int | None = None
     payload = data[size:]
-    if function == follow and size == 4 and payload:
+    if control & 0x1F == follow and size == 4 and payload:
         seq = payload[-1]
         payload = payload[:-1]
     values = decode_values(spec, payload) if spec is not None else ()
-    return ReadResponse(
-        frame.address, version, di, data, payload, values,
-        bool(control & CONTROL_FOLLOW_UP), seq, spec,
+    return _new(ReadResponse, (frame.address, version, di, data, payload, values,
+                               control & CONTROL_FOLLOW_UP != 0, seq, spec))
+
+
+def _raise_not_normal(frame: Frame, version: Dlt645Version) -> NoReturn:
+    """Raise for a frame that is not a normal read reply of ``version``.
+
+    Raises:
+        UnexpectedReply: not a read reply of ``version``.
+        DeviceRejected: an abnormal reply; ``code`` is the error byte, ``reasons``
+            its decoded bits for ``version``.
+    """
+    control = frame.control
+    function = control & 0x1F
+    read, follow = (0x11, 0x12) if version is V07 else (0x01, 0x02)
+    if not control & CONTROL_RESPONSE or (function != read and function != follow):
+        raise UnexpectedReply(
+            f"expected a {version.value} read reply, got control 0x{control:02X}"
+        )
+    data = frame.data
+    code = data[0] if data else 0
+    reasons = decode_error(code, version)
+    raise DeviceRejected(
+        f"meter {frame.address} rejected the read: {', '.join(reasons) or 'no reason given'}"
+        f" (error byte 0x{code:02X})",
+        code=code,
+        reasons=reasons,
     )
 
 

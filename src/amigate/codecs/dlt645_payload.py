@@ -126,43 +126,29 @@ def _value(f: FieldSpec, raw: bytes) -> DataValue:
 #
 # A payload is turned into hex once, reversed, so that every item's BCD digits are a
 # slice in reading order (most significant first). Per catalogue entry and payload
-# length, the layout is compiled once into the plain tuples below; decoding then runs
-# no per-field function layers. Numbers become Decimal("<digits>E-<decimals>"), the
-# fastest exact construction (same value and exponent as "<int>.<fraction>").
+# length the layout is compiled once into plain tuples (`_Plan`); decoding then runs
+# one loop with no per-field function layers. Numbers become
+# ``Decimal("<digits>E-<decimals>")``, the fastest exact construction measured (the
+# same value and exponent as ``"<int>.<fraction>"``).
 
+_STAMP_KINDS: Final = frozenset(
+    (ValueKind.DATETIME, ValueKind.DATE, ValueKind.TIME, ValueKind.MONTH_TIME)
+)
 _NUMBER: Final = 0  # packed BCD number
 _STAMP: Final = 1  # date/time kinds
 _OTHER: Final = 2  # digits, text, status bits: decode_value on the raw bytes
 
-#: One field: text start, text end, kind, Decimal suffix, decimals, signed, name, unit,
-#: channel, payload offset, field spec.
+#: A number: text start, text end, Decimal exponent suffix, signed, name, unit, channel.
+_NumberStep: TypeAlias = tuple[int, int, str, bool, str, "str | None", "str | None"]
+#: Any field: text start, text end, kind, suffix, decimals, signed, name, unit, channel,
+#: payload offset, field spec.
 _Step: TypeAlias = tuple[
     int, int, int, str, int, bool, str, "str | None", "str | None", int, FieldSpec
 ]
-
-
-class _Plan(NamedTuple):
-    """A compiled layout; ``numbers`` is set when every field is a number."""
-
-    reverse: slice  # payload[reverse].hex(): the decoded bytes, reversed, as hex
-    numbers: bool
-    single: bool
-    slices: tuple[slice, ...]
-    suffixes: tuple[str, ...]
-    names: tuple[str, ...]
-    units: tuple[str | None, ...]
-    channels: tuple[str | None, ...]
-    classes: tuple[type[DataValue], ...]
-    signs: slice | None  # text[signs]: the first digit of every signed number
-    steps: tuple[_Step, ...]
-
+#: payload[reverse].hex() gives the text; ``numbers`` is set when every field is a number.
+_Plan: TypeAlias = tuple[slice, "tuple[_NumberStep, ...] | None", tuple[_Step, ...]]
 
 _new = tuple.__new__
-_add = str.__add__
-
-
-def _suffix(decimals: int) -> str:
-    return f"E-{decimals}" if decimals > 0 else ""
 
 
 def _compile(fields: tuple[FieldSpec, ...]) -> _Plan:
@@ -173,44 +159,22 @@ def _compile(fields: tuple[FieldSpec, ...]) -> _Plan:
     offset = 0
     for f in fields:
         end = width - 2 * offset
-        start = end - 2 * f.length
         kind = f.value_format.kind
         code = (_NUMBER if kind is ValueKind.NUMBER
                 else _STAMP if kind in _STAMP_KINDS else _OTHER)
-        steps.append((start, end, code, _suffix(f.decimals), f.decimals, f.signed, f.name,
+        suffix = f"E-{f.decimals}" if f.decimals > 0 else ""
+        steps.append((end - 2 * f.length, end, code, suffix, f.decimals, f.signed, f.name,
                       f.unit, f.channel, offset, f))
         offset += f.length
-    numbers = bool(steps) and all(step[2] == _NUMBER for step in steps)
-    sign_at = [step[0] for step in steps if step[5]]
-    signs: slice | None = None
-    if sign_at:
-        stride = sign_at[1] - sign_at[0] if len(sign_at) > 1 else 1
-        if sign_at != list(range(sign_at[0], sign_at[-1] + 1, stride)) or stride <= 0:
-            numbers = False  # irregular sign positions: take the per-field loop
-        else:
-            signs = slice(sign_at[0], sign_at[-1] + 1, stride)
-    return _Plan(
-        reverse=slice(size - 1, None, -1) if size else slice(0, 0),
-        numbers=numbers,
-        single=len(steps) == 1,
-        slices=tuple(slice(step[0], step[1]) for step in steps),
-        suffixes=tuple(step[3] for step in steps),
-        names=tuple(f.name for f in fields),
-        units=tuple(f.unit for f in fields),
-        channels=tuple(f.channel for f in fields),
-        classes=(DataValue,) * len(steps),
-        signs=signs,
-        steps=tuple(steps),
-    )
-
-
-_STAMP_KINDS: Final = frozenset(
-    (ValueKind.DATETIME, ValueKind.DATE, ValueKind.TIME, ValueKind.MONTH_TIME)
-)
+    numbers = None
+    if steps and all(step[2] == _NUMBER for step in steps):
+        numbers = tuple((a, b, suffix, signed, name, unit, channel)
+                        for a, b, _, suffix, _, signed, name, unit, channel, _, _ in steps)
+    return slice(size - 1, None, -1) if size else slice(0, 0), numbers, tuple(steps)
 
 
 def _decode_steps(steps: tuple[_Step, ...], text: str, payload: bytes) -> tuple[DataValue, ...]:
-    """Decode field by field: fillers, negative numbers and non-numeric fields."""
+    """Decode field by field: fillers, invalid digits and non-numeric fields."""
     out: list[DataValue] = []
     append = out.append
     for start, end, code, suffix, decimals, signed, name, unit, channel, offset, f in steps:
@@ -230,17 +194,6 @@ def _decode_steps(steps: tuple[_Step, ...], text: str, payload: bytes) -> tuple[
     return tuple(out)
 
 
-def _plan_for(spec: DiSpec, length: int) -> _Plan:
-    """Compile (once per entry and payload length) the decoder of a payload.
-
-    Raises:
-        DataError: when the length does not fit the entry's layout.
-    """
-    plan = _compile(spec.layout(length))
-    spec.decoders[length] = plan  # at most 256 lengths per entry
-    return plan
-
-
 def decode_values(spec: DiSpec, payload: bytes) -> tuple[DataValue, ...]:
     """Decode the payload of a catalogued identifier into values.
 
@@ -258,21 +211,25 @@ def decode_values(spec: DiSpec, payload: bytes) -> tuple[DataValue, ...]:
     if plan is None:
         if spec.category is Category.LOAD_PROFILE:
             return _decode_load_profile(payload, spec)
-        plan = _plan_for(spec, len(payload))
-    text = payload[plan.reverse].hex()
-    if plan.numbers and text.isdigit():
-        signs = plan.signs
-        if signs is None or max(text[signs]) < "8":
-            if plan.single:
-                return (_new(DataValue, (plan.names[0], Decimal(text + plan.suffixes[0]),
-                                         plan.units[0], plan.channels[0])),)
-            return tuple(map(_new, plan.classes, zip(
-                plan.names,
-                map(Decimal, map(_add, map(text.__getitem__, plan.slices), plan.suffixes)),
-                plan.units,
-                plan.channels,
-            )))
-    return _decode_steps(plan.steps, text, payload)
+        plan = _compile(spec.layout(len(payload)))  # raises on a length that does not fit
+        spec.decoders[len(payload)] = plan  # at most 256 lengths per entry
+    reverse, numbers, steps = plan
+    text = payload[reverse].hex()
+    if numbers is None or not text.isdigit():
+        return _decode_steps(steps, text, payload)
+    if len(numbers) == 1:
+        _, _, suffix, signed, name, unit, channel = numbers[0]
+        if signed and text[0] > "7":
+            text = f"-{int(text[0]) - 8}{text[1:]}"
+        return (_new(DataValue, (name, Decimal(text + suffix), unit, channel)),)
+    out: list[DataValue] = []
+    append = out.append
+    for start, end, suffix, signed, name, unit, channel in numbers:
+        digits = text[start:end]
+        if signed and digits[0] > "7":  # sign bit set: 8 -> "-0", 9 -> "-1"
+            digits = f"-{int(digits[0]) - 8}{digits[1:]}"
+        append(_new(DataValue, (name, Decimal(digits + suffix), unit, channel)))
+    return tuple(out)
 
 
 def value_to_json(value: Value) -> str | None:

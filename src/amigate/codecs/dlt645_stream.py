@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Final
+from zlib import adler32
 
 from amigate.codecs.dlt645_frame import (
     END_BYTE,
@@ -24,6 +25,17 @@ DEFAULT_MAX_GARBAGE: Final = 1024
 
 _HEADER: Final = 10
 _OVERHEAD: Final = 12
+#: Longest checksummed span (68H to the last DATA byte) whose byte sum stays below the
+#: Adler-32 modulus 65521, so that the low half of adler32() is exactly 1 + the sum:
+#: 256 bytes of at most FFH sum to 65280. Longer frames (L > 246) take the slow path.
+_FAST_CS_SPAN: Final = 256
+
+_new_frame = object.__new__
+# Slot descriptors set the fields of the frozen Frame without its validation, which
+# a frame cut from the wire and checksummed does not need (see unchecked_frame).
+_set_address = Frame.__dict__["address"].__set__
+_set_control = Frame.__dict__["control"].__set__
+_set_data = Frame.__dict__["data"].__set__
 
 
 class Dlt645Buffer:
@@ -71,7 +83,9 @@ class Dlt645Buffer:
             raise ValueError(f"max_data_length must be within 0..255, got {max_data_length}")
         if max_garbage < 1:
             raise ValueError(f"max_garbage must be >= 1, got {max_garbage}")
-        self._buf = bytearray()
+        # Immutable bytes: the usual reply arrives whole into an empty buffer, where
+        # b"" + data is data itself, and slicing bytes is cheaper than bytearray copies.
+        self._buf = b""
         self._garbage = 0
         self.max_data_length = max_data_length
         self.max_garbage = max_garbage
@@ -80,7 +94,7 @@ class Dlt645Buffer:
         """Return the number of bytes held, not yet returned as frames or skipped."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes.
 
         Args:
@@ -90,7 +104,7 @@ class Dlt645Buffer:
 
     def clear(self) -> None:
         """Drop everything held, for example before sending a new request."""
-        self._buf.clear()
+        self._buf = b""
         self._garbage = 0
 
     def next_frame(self) -> Frame | None:
@@ -106,13 +120,37 @@ class Dlt645Buffer:
             ChecksumError: a candidate frame whose checksum does not match.
         """
         buf = self._buf
+        # Fast path: a complete, valid frame at the first 68H (preamble skipped).
+        start = buf.find(0x68)
+        if start >= 0 and len(buf) >= start + _OVERHEAD and buf[start + 7] == 0x68:
+            cs_at = start + _HEADER + buf[start + 9]
+            if (
+                len(buf) >= cs_at + 2
+                and buf[cs_at + 1] == 0x16
+                and cs_at - start <= _FAST_CS_SPAN
+                and (adler32(buf[start:cs_at]) - 1) & 0xFF == buf[cs_at]
+                and buf[start + 9] <= self.max_data_length
+                and self._garbage + start <= self.max_garbage
+            ):
+                frame = _new_frame(Frame)
+                _set_address(frame, buf[start + 6 : start : -1].hex().upper())
+                _set_control(frame, buf[start + 8])
+                _set_data(frame, buf[start + _HEADER : cs_at].translate(SUB_33))
+                self._buf = buf[cs_at + 2 :]
+                self._garbage = 0
+                return frame
+        return self._next_frame_slow()
+
+    def _next_frame_slow(self) -> Frame | None:
+        """`next_frame` for everything but a valid frame at the first 68H."""
         while True:
+            buf = self._buf
             start = buf.find(START_BYTE)
             if start:
                 if start < 0:
                     self._skip(len(buf))
                     return None
-                del buf[:start]  # preamble or noise
+                self._buf = buf = buf[start:]  # drop preamble or noise
                 self._garbage += start
                 if self._garbage > self.max_garbage:
                     self._skip(0, force=True)
@@ -138,9 +176,9 @@ class Dlt645Buffer:
             cs_at = total - 2
             if buf[total - 1] == END_BYTE and sum(buf[:cs_at]) & 0xFF == buf[cs_at]:
                 frame = unchecked_frame(
-                    buf[6:0:-1].hex().upper(), buf[8], bytes(buf[_HEADER:cs_at]).translate(SUB_33)
+                    buf[6:0:-1].hex().upper(), buf[8], buf[_HEADER:cs_at].translate(SUB_33)
                 )
-                del buf[:total]
+                self._buf = buf[total:]
                 self._garbage = 0
                 return frame
             try:  # raises the precise error
@@ -183,7 +221,7 @@ class Dlt645Buffer:
         """
         if not count and not force:
             return
-        del self._buf[:count]
+        self._buf = self._buf[count:]
         self._garbage += count
         if self._garbage > self.max_garbage:
             skipped = self._garbage
