@@ -47,10 +47,17 @@ def pg_engine() -> Iterator[Engine]:
 
 def _truncate(engine: Engine) -> None:
     tables = ["intervals", "interval_versions", "register_reads", "samples", "clock_checks",
-              "anomalies", "api_keys",
+              "anomalies", "api_keys", "ingest_batches",
               "meters", "channels"]  # fmt: skip
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))
+
+
+@pytest.fixture
+def clean_pg(pg_engine: Engine) -> Engine:
+    """The TimescaleDB test database, emptied."""
+    _truncate(pg_engine)
+    return pg_engine
 
 
 @pytest.fixture(params=BACKENDS)

@@ -79,6 +79,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('meter_id', 'checked_at', name=op.f('pk_clock_checks')),
     sqlite_with_rowid=False
     )
+    op.create_table('ingest_batches',
+    sa.Column('digest', sa.String(length=32), nullable=False),
+    sa.Column('table_name', sa.String(length=32), nullable=False),
+    sa.Column('rows', sa.Integer(), nullable=False),
+    sa.Column('created_at', amigate.storage.types.UtcTimestamp(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('digest', name=op.f('pk_ingest_batches'))
+    )
     op.create_table('interval_versions',
     sa.Column('meter_id', sa.Integer(), nullable=False),
     sa.Column('channel_id', sa.SmallInteger(), nullable=False),
@@ -179,6 +186,7 @@ def downgrade() -> None:
     op.drop_table('meters')
     op.drop_table('intervals')
     op.drop_table('interval_versions')
+    op.drop_table('ingest_batches')
     op.drop_table('clock_checks')
     op.drop_table('channels')
     op.drop_table('api_keys')

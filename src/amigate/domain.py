@@ -22,9 +22,9 @@ VALUE_DECIMALS = 6
 _VALUE_QUANTUM = Decimal(1).scaleb(-VALUE_DECIMALS)
 #: ``created_by`` of everything amigate collects or computes by itself.
 SYSTEM_USER = "amigate"
-_MICRO = Decimal(10) ** VALUE_DECIMALS
-_MAX_MICRO = 2**63 - 1  # a signed 64-bit integer, on both backends
-_MIN_MICRO = -(2**63)
+MICRO_SCALE = Decimal(10) ** VALUE_DECIMALS
+MAX_MICRO = 2**63 - 1  # a signed 64-bit integer, on both backends
+MIN_MICRO = -(2**63)
 
 
 class Quality(enum.IntEnum):
@@ -106,11 +106,11 @@ def to_micro(value: Decimal) -> int:
         ReadingRejected: the value has more than ``VALUE_DECIMALS`` decimal places or is not finite.
     """
     try:
-        scaled = value * _MICRO
+        scaled = value * MICRO_SCALE
         micro = int(scaled)
     except (ValueError, OverflowError):  # NaN, infinity
         raise ReadingRejected(f"value {value} is not a finite number") from None
-    if not _MIN_MICRO <= micro <= _MAX_MICRO:
+    if not MIN_MICRO <= micro <= MAX_MICRO:
         raise ReadingRejected(f"value {value} is out of the storable range (|value| < 9.2e12)")
     if micro != scaled:
         raise ReadingRejected(

@@ -65,10 +65,9 @@ def test_duplicates_inside_one_batch_are_stored_once(store: Store) -> None:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Transactions of 8 rows converted in chunks of 4, so a few rows span many of them."""
+    """Transactions of 8 rows, so a few rows span many of them."""
     monkeypatch.setattr(ingest_module, "BATCH_ROWS", 8)
     monkeypatch.setattr(ingest_module, "SQLITE_BATCH_ROWS", 8)
-    monkeypatch.setattr(ingest_module, "CHUNK_ROWS", 4)
 
 
 @pytest.mark.usefixtures("small_batches")
@@ -138,6 +137,8 @@ def test_different_value_under_a_stored_key_is_refused_not_overwritten(
         Decimal("0.25"), Decimal("0.26"), Decimal("0.27"),
     ]  # fmt: skip
     assert "3 row(s) not stored" in caplog.text
+    again = store.ingest_intervals(changed + fresh)  # still refused, never hidden by a replay
+    assert (again.inserted, again.conflicts, again.duplicates) == (0, 3, 2)
 
 
 def test_sums_are_exact_to_the_last_digit(store: Store) -> None:
@@ -299,3 +300,23 @@ def test_database_failure_mid_ingest_is_clear_and_loses_nothing(engine: Engine) 
     result = store.ingest_intervals(batch)
     assert (result.inserted, result.duplicates) == (30, 10)
     assert store.count("intervals") == 40
+
+
+def test_a_resent_batch_is_recognised_by_its_fingerprint(store: Store) -> None:
+    engine = store.engine
+    mid = _meter(store)
+    batch = _intervals(mid, 30)
+    store.ingest_intervals(batch)
+    with engine.connect() as conn:
+        fingerprints = conn.execute(text("SELECT table_name, rows FROM ingest_batches")).all()
+    assert fingerprints == [("intervals", 30)]
+    assert store.ingest_intervals(batch).duplicates == 30
+    # Without its fingerprint (say, pruned), the replay is still found row by row.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ingest_batches"))
+    assert store.ingest_intervals(batch).duplicates == 30
+    # A batch that differs in one value is not taken for the stored one.
+    altered = [*batch[:-1], _intervals(mid, 30, value="5")[-1]]
+    result = store.ingest_intervals(altered)
+    assert (result.conflicts, result.duplicates) == (1, 29)
+    assert store.count("intervals") == 30

@@ -203,6 +203,22 @@ class AnomalyRow(Base):
     comment: Mapped[str | None] = mapped_column(Text)
 
 
+class IngestBatchRow(Base):
+    """A fingerprint of a batch stored whole, so that the same batch sent again is a cheap no-op.
+
+    Gateways that forward through an outbox re-send a batch whose acknowledgement
+    was lost; recognising it by its fingerprint costs one lookup instead of one
+    index probe per row.
+    """
+
+    __tablename__ = "ingest_batches"
+
+    digest: Mapped[str] = mapped_column(String(32), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(32))
+    rows: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+
+
 class ApiKeyRow(Base):
     """An API key: only a hash of the secret is stored."""
 

@@ -12,6 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amigate.domain import (
+    MAX_MICRO,
+    MICRO_SCALE,
+    MIN_MICRO,
     SYSTEM_USER,
     IngestResult,
     Interval,
@@ -152,14 +155,7 @@ class Store:
             [iv for iv in intervals if iv.version != 1] if len(originals) < len(intervals) else []
         )
         when, channel = time_encoder(self.engine), self._channel_lookup()
-        result = ingest_rows(
-            self.engine, INTERVALS, originals,
-            lambda iv: (
-                iv.meter_id, channel(iv.channel), when(iv.start),
-                int((iv.end - iv.start).total_seconds()),
-                None if iv.value is None else to_micro(iv.value), iv.quality, iv.source,
-            ),
-        )  # fmt: skip
+        result = ingest_rows(self.engine, INTERVALS, originals, self._original_converter())
         if versions:
             recorded = when(utcnow())
             result += ingest_rows(
@@ -167,12 +163,44 @@ class Store:
                 lambda iv: (
                     iv.meter_id, channel(iv.channel), when(iv.start),
                     int((iv.end - iv.start).total_seconds()),
-                    None if iv.value is None else to_micro(iv.value), iv.quality, iv.source,
-                    iv.version, iv.method, ",".join(iv.reason_codes) or None, recorded,
-                    iv.created_by, iv.comment,
+                    None if iv.value is None else to_micro(iv.value), int(iv.quality),
+                    int(iv.source), iv.version, iv.method, ",".join(iv.reason_codes) or None,
+                    recorded, iv.created_by, iv.comment,
                 ),
             )  # fmt: skip
         return result
+
+    def _original_converter(self) -> Callable[[Interval], tuple[Any, ...]]:
+        """Interval -> ``intervals`` row; the hot loop of bulk ingest, so kept flat.
+
+        The exact-decimal check of ``to_micro`` is inlined for the common case;
+        anything unusual goes through ``to_micro`` itself for its error message.
+        """
+        when = time_encoder(self.engine)
+        aware_as_is = self.engine.dialect.name == "postgresql"
+        ids = self._channel_ids
+        lookup = self.channel_id
+        scale, low, high = MICRO_SCALE, MIN_MICRO, MAX_MICRO
+
+        def to_row(iv: Interval) -> tuple[Any, ...]:
+            cid = ids.get(iv.channel)
+            if cid is None:
+                cid = lookup(iv.channel)
+            start = iv.start
+            value = iv.value
+            if value is None:
+                micro = None
+            else:
+                scaled = value * scale
+                micro = int(scaled)
+                if micro != scaled or not low <= micro <= high:
+                    micro = to_micro(value)  # raises ReadingRejected, saying why
+            return (
+                iv.meter_id, cid, start if aware_as_is else when(start),
+                int((iv.end - start).total_seconds()), micro, int(iv.quality), int(iv.source),
+            )  # fmt: skip
+
+        return to_row
 
     def _channel_lookup(self) -> Callable[[str], int]:
         ids = self._channel_ids
@@ -190,7 +218,7 @@ class Store:
             self.engine, REGISTER_READS, reads,
             lambda r: (
                 r.meter_id, channel(r.channel), when(r.read_at), to_micro(r.value),
-                when(r.collected_at), r.source,
+                when(r.collected_at), int(r.source),
                 None if r.clock_offset_s is None else round(r.clock_offset_s * 1000),
             ),
         )  # fmt: skip
