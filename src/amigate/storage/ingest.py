@@ -74,14 +74,12 @@ class SeriesTable:
         columns: all columns, in the order rows are given.
         key: the unique key columns (a prefix of ``columns`` is not required).
         pg_types: PostgreSQL type names of ``columns`` for binary COPY.
-        time_columns: indexes of the timestamp columns in a row.
     """
 
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
     pg_types: tuple[str, ...]
-    time_columns: tuple[int, ...]
 
     @property
     def key_indexes(self) -> tuple[int, ...]:
@@ -100,7 +98,6 @@ INTERVALS = SeriesTable(
     columns=("meter_id", "channel_id", "ts", "duration_s", "value", "quality", "source"),
     key=("meter_id", "channel_id", "ts"),
     pg_types=("int4", "int2", "timestamptz", "int4", "int8", "int2", "int2"),
-    time_columns=(2,),
 )
 
 INTERVAL_VERSIONS = SeriesTable(
@@ -111,7 +108,6 @@ INTERVAL_VERSIONS = SeriesTable(
     ),
     key=("meter_id", "channel_id", "ts", "version"),
     pg_types=(*INTERVALS.pg_types, "int2", "int2", "varchar", "timestamptz", "varchar", "text"),
-    time_columns=(2, 10),
 )  # fmt: skip
 
 REGISTER_READS = SeriesTable(
@@ -121,7 +117,6 @@ REGISTER_READS = SeriesTable(
     ),
     key=("meter_id", "channel_id", "read_at"),
     pg_types=("int4", "int2", "timestamptz", "int8", "timestamptz", "int2", "int4"),
-    time_columns=(2, 4),
 )  # fmt: skip
 
 SAMPLES = SeriesTable(
@@ -129,15 +124,6 @@ SAMPLES = SeriesTable(
     columns=("meter_id", "channel_id", "at", "value"),
     key=("meter_id", "channel_id", "at"),
     pg_types=("int4", "int2", "timestamptz", "int8"),
-    time_columns=(2,),
-)
-
-CLOCK_CHECKS = SeriesTable(
-    name="clock_checks",
-    columns=("meter_id", "checked_at", "offset_ms", "corrected"),
-    key=("meter_id", "checked_at"),
-    pg_types=("int4", "timestamptz", "int4", "bool"),
-    time_columns=(1,),
 )
 
 Row = tuple[Any, ...]

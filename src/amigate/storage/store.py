@@ -59,7 +59,6 @@ class Store:
         """Wrap ``engine``; the schema must already be migrated."""
         self.engine = engine
         self._channel_ids: dict[str, int] = {}
-        self._channel_codes: dict[int, str] = {}
 
     # --- meters -----------------------------------------------------------------
 
@@ -112,19 +111,7 @@ class Store:
             )
             ident = conn.execute(select(ChannelRow.id).where(ChannelRow.code == code)).scalar_one()
         self._channel_ids[code] = ident
-        self._channel_codes[ident] = code
         return ident
-
-    def channel_code(self, ident: int) -> str:
-        """The code of a channel id."""
-        if ident not in self._channel_codes:
-            with translate_errors(self.engine), self.engine.connect() as conn:
-                code = conn.execute(
-                    select(ChannelRow.code).where(ChannelRow.id == ident)
-                ).scalar_one()
-            self._channel_codes[ident] = code
-            self._channel_ids[code] = ident
-        return self._channel_codes[ident]
 
     # --- ingest -------------------------------------------------------------------
 
