@@ -128,3 +128,21 @@ class IngestConflict(StorageError):
 
     Stored rows are immutable: a correction is a new version, never an overwrite.
     """
+
+
+# --- Modbus ------------------------------------------------------------------
+
+
+class PointUnsupported(DeviceRejected):
+    """A Modbus meter answered exception 2 (illegal data address) for a point.
+
+    The point exists in the model but not on this meter (a variant, a firmware or a
+    configuration without it); the driver remembers it and stops asking.
+    """
+
+
+class MeterUnavailable(TransportError):
+    """A meter is isolated after failing to answer; it is probed again after a backoff.
+
+    Raised without touching the bus, so a dead meter costs the others nothing.
+    """

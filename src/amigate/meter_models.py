@@ -1,7 +1,7 @@
 """Meter model definitions: the TOML files in ``drivers/``, loaded into frozen dataclasses.
 
 One file describes one meter model: which points it has, where each lives on the
-meter (a DL/T 645 data identifier, or later a Modbus register), its unit, what
+meter (a DL/T 645 data identifier or a Modbus register), its unit, what
 kind of quantity it is, and the normalized channel it maps to. Drivers, the
 simulator and the normaliser all read the same definitions. Every file is
 validated when loaded; an error names the file, the point and the problem.
@@ -9,6 +9,7 @@ validated when loaded; an error names the file, the point and the problem.
 
 from __future__ import annotations
 
+import itertools
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -19,14 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from amigate.codecs import Dlt645Version, find_di
+from amigate.codecs.modbus_values import max_sentinel, register_count
 from amigate.errors import ConfigError
 from amigate.resources import data_path
 
 PROTOCOLS = ("dlt645-2007", "dlt645-1997", "modbus")
 UNITS = frozenset(
-    {"kWh", "kvarh", "kVAh", "Wh", "V", "A", "kW", "W", "kvar", "kVA", "Hz", "%", "°C", "min", ""}
-)
+    {"kWh", "kvarh", "kVAh", "Wh", "V", "A", "kW", "W", "kvar", "var", "kVA", "VA", "Hz", "%",
+     "°C", "min", ""}
+)  # fmt: skip
 MODBUS_DTYPES = ("uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")
+#: How a manual numbers registers: the wire address itself, 1-based, or Modicon style
+#: (30001 + address for input registers, 40001 + address for holding registers).
+MANUAL_NUMBERING = ("wire", "one-based", "modicon")
+#: Largest block of registers one FC3/FC4 request may read (the Modbus limit).
+MODBUS_MAX_BLOCK = 125
 _CHANNEL = re.compile(r"^[0-9A-Z]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,3})?$")
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -90,13 +98,55 @@ class DataId:
 
 @dataclass(frozen=True, kw_only=True)
 class Register:
-    """Where a point lives on a Modbus meter (for the Modbus models to come)."""
+    """Where a point lives on a Modbus meter.
+
+    Attributes:
+        function: 3 (read holding registers) or 4 (read input registers).
+        address: the 0-based wire address of the first register.
+        dtype: the data type (``float32``, ``int32``, ``uint64``, ...).
+        word_order: ``big`` (high word first, ABCD) or ``little`` (CDAB).
+        scale: raw number times ``scale`` gives the point's unit.
+        manual: the register number as the meter's manual prints it (``"30073"``,
+            ``"3204"``, ``"0x5B00"``), for people comparing with the manual.
+        sentinels: raw values that mean "not available".
+    """
 
     function: int
     address: int
     dtype: str
     word_order: str = "big"
     scale: Decimal = Decimal(1)
+    manual: str | None = None
+    sentinels: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Registers the value occupies."""
+        return register_count(self.dtype)
+
+    @property
+    def end(self) -> int:
+        """The address after the value's last register."""
+        return self.address + self.count
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModbusSpec:
+    """How a Modbus model may be read.
+
+    Attributes:
+        max_block: the most registers the meter accepts in one request.
+        max_gap: the most unused registers a block may read across between two
+            points (0: the meter rejects reads that touch registers it does not define).
+        manual_numbering: how the manual numbers registers (see ``MANUAL_NUMBERING``).
+        not_available: ``max`` when the largest value of an integer type means "not
+            available" (ABB), ``none`` otherwise.
+    """
+
+    max_block: int = 50
+    max_gap: int = 0
+    manual_numbering: str = "wire"
+    not_available: str = "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +162,7 @@ class PointSpec:
     tariff: int | None = None
     poll: Poll = Poll.CYCLE
     description: str = ""
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +209,7 @@ class MeterModel:
     memory: MemorySpec
     points: tuple[PointSpec, ...]
     path: Path
+    modbus: ModbusSpec | None = None
 
     def point(self, channel: str, kind: PointKind | None = None) -> PointSpec:
         """Return the point for ``channel`` (and ``kind``, when several kinds share it).
@@ -263,7 +315,9 @@ def load_model(path: Path) -> MeterModel:
     model = _sub(top, "model")
     if "model" not in document:
         raise top.fail("missing the [model] table")
-    model.only("id", "protocol", "phases", "tariffs", "description", "rated", "serial", "memory")
+    model.only(
+        "id", "protocol", "phases", "tariffs", "description", "rated", "serial", "memory", "modbus"
+    )
     if "rated" not in model.table:
         raise model.fail("missing the [model.rated] table")
     model_id: str = model.get("id", str)
@@ -282,6 +336,7 @@ def load_model(path: Path) -> MeterModel:
     rated = _rated(_sub(model, "rated"))
     serial = _serial(_sub(model, "serial"), protocol)
     memory = _memory(_sub(model, "memory"))
+    modbus = _modbus(_sub(model, "modbus"), protocol)
     model.no_extra_keys()
     raw_points = top.get("points", list)
     top.no_extra_keys()
@@ -294,7 +349,7 @@ def load_model(path: Path) -> MeterModel:
         where = f"{path}: point #{index} ({label})"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: must be a table")
-        point = _point(_Reader(where, raw), protocol, memory)
+        point = _point(_Reader(where, raw), protocol, memory, modbus)
         key = (point.channel, point.kind)
         if key in seen:
             raise ConfigError(
@@ -305,6 +360,8 @@ def load_model(path: Path) -> MeterModel:
         if point.tariff is not None and point.tariff > tariffs:
             raise ConfigError(f"{where}: tariff {point.tariff} exceeds the model's {tariffs}")
         points.append(point)
+    if modbus is not None:
+        _check_overlaps(str(path), points)
     return MeterModel(
         id=model_id,
         protocol=protocol,
@@ -316,6 +373,7 @@ def load_model(path: Path) -> MeterModel:
         memory=memory,
         points=tuple(points),
         path=path,
+        modbus=modbus,
     )
 
 
@@ -363,7 +421,7 @@ def _memory(r: _Reader) -> MemorySpec:
     return memory
 
 
-def _point(r: _Reader, protocol: str, memory: MemorySpec) -> PointSpec:
+def _point(r: _Reader, protocol: str, memory: MemorySpec, modbus: ModbusSpec | None) -> PointSpec:
     channel: str = r.get("channel", str)
     if not _CHANNEL.match(channel):
         raise r.fail(f"channel = {channel!r} is not an OBIS-style code such as '1.8.0'")
@@ -378,7 +436,7 @@ def _point(r: _Reader, protocol: str, memory: MemorySpec) -> PointSpec:
     if tariff is not None and not 1 <= tariff <= 63:
         raise r.fail(f"tariff = {tariff} must be within 1..63")
     source: DataId | Register = (
-        _data_id(r, protocol, kind, memory) if protocol.startswith("dlt645") else _register(r)
+        _register(r, modbus) if modbus is not None else _data_id(r, protocol, kind, memory)
     )
     default_poll = {
         PointKind.DAILY_FREEZE: Poll.BACKFILL,
@@ -397,13 +455,14 @@ def _point(r: _Reader, protocol: str, memory: MemorySpec) -> PointSpec:
         tariff=tariff,
         poll=poll,
         description=r.get("description", str, ""),
+        unconfirmed=r.get("unconfirmed", bool, False),
     )
     r.no_extra_keys()
     return point
 
 
 def _data_id(r: _Reader, protocol: str, kind: PointKind, memory: MemorySpec) -> DataId:
-    for key in ("register", "function", "dtype", "word_order", "scale"):
+    for key in ("register", "function", "dtype", "word_order", "scale", "manual", "not_available"):
         if key in r.table:
             raise r.fail(f"{key} is a Modbus key; DL/T 645 points use 'di'")
     text: str = r.get("di", str).upper().replace(" ", "")
@@ -436,7 +495,36 @@ def _data_id(r: _Reader, protocol: str, kind: PointKind, memory: MemorySpec) -> 
     return source
 
 
-def _register(r: _Reader) -> Register:
+def _modbus(r: _Reader, protocol: str) -> ModbusSpec | None:
+    if protocol != "modbus":
+        if r.table:
+            raise r.fail("only Modbus models have a [model.modbus] table")
+        return None
+    max_block: int = r.get("max_block", int, 50)
+    if not 1 <= max_block <= MODBUS_MAX_BLOCK:
+        raise r.fail(f"max_block = {max_block} must be within 1..{MODBUS_MAX_BLOCK}")
+    max_gap: int = r.get("max_gap", int, 0)
+    if not 0 <= max_gap < max_block:
+        raise r.fail(f"max_gap = {max_gap} must be within 0..max_block-1")
+    spec = ModbusSpec(
+        max_block=max_block,
+        max_gap=max_gap,
+        manual_numbering=r.choice("manual_numbering", MANUAL_NUMBERING, "wire"),
+        not_available=r.choice("not_available", ("none", "max"), "none"),
+    )
+    r.no_extra_keys()
+    return spec
+
+
+def _manual_number(function: int, address: int, numbering: str) -> int:
+    if numbering == "one-based":
+        return address + 1
+    if numbering == "modicon":
+        return (30001 if function == 4 else 40001) + address
+    return address
+
+
+def _register(r: _Reader, modbus: ModbusSpec) -> Register:
     if "di" in r.table:
         raise r.fail("di is a DL/T 645 key; Modbus points use 'register'")
     address: int = r.get("register", int)
@@ -445,13 +533,54 @@ def _register(r: _Reader) -> Register:
     function: int = r.get("function", int, 3)
     if function not in (3, 4):
         raise r.fail(f"function = {function} must be 3 (holding) or 4 (input)")
+    dtype = r.choice("dtype", MODBUS_DTYPES)
+    count = register_count(dtype)
+    if address + count > 0x10000:
+        raise r.fail(f"register = {address} plus {count} register(s) of {dtype} passes 65535")
+    if count > modbus.max_block:
+        raise r.fail(f"{dtype} needs {count} registers, more than max_block = {modbus.max_block}")
+    manual = r.get("manual", (str, int), None)
+    if manual is not None:
+        manual = str(manual)
+        try:
+            number = int(manual, 0) if manual.lower().startswith("0x") else int(manual)
+        except ValueError:
+            raise r.fail(f"manual = {manual!r} is not a register number") from None
+        expected = _manual_number(function, address, modbus.manual_numbering)
+        if number != expected:
+            raise r.fail(
+                f"manual = {manual!r} does not match register = {address} (0x{address:04X}): "
+                f"with {modbus.manual_numbering} numbering the manual number is {expected}"
+            )
+    sentinels: list[int] = list(r.get("not_available", list, []))
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in sentinels):
+        raise r.fail(f"not_available = {sentinels!r} must be a list of raw integers")
+    if modbus.not_available == "max" and (top := max_sentinel(dtype)) is not None:
+        sentinels.append(top)
     return Register(
         function=function,
         address=address,
-        dtype=r.choice("dtype", MODBUS_DTYPES),
+        dtype=dtype,
         word_order=r.choice("word_order", ("big", "little"), "big"),
         scale=r.decimal("scale", 1),
+        manual=manual,
+        sentinels=tuple(sorted(set(sentinels))),
     )
+
+
+def _check_overlaps(where: str, points: list[PointSpec]) -> None:
+    """Reject two points whose registers overlap (a typo in an address, usually)."""
+    spans = sorted(
+        (p.source.function, p.source.address, p.source.end, index, p.channel)
+        for index, p in enumerate(points, start=1)
+        if isinstance(p.source, Register)
+    )
+    for first, second in itertools.pairwise(spans):
+        if first[0] == second[0] and second[1] < first[2]:
+            raise ConfigError(
+                f"{where}: point #{second[3]} ({second[4]}): register {second[1]} overlaps "
+                f"point #{first[3]} ({first[4]}) at {first[1]}..{first[2] - 1}"
+            )
 
 
 def load_models(extra_dirs: Iterable[Path | str] = ()) -> dict[str, MeterModel]:

@@ -417,7 +417,7 @@ async def test_wire_time_emulation_paces_replies() -> None:
 def test_every_shipped_model_is_answered_by_the_simulator() -> None:
     async def run() -> None:
         clock = ManualClock(T0)
-        models = load_models()
+        models = {k: m for k, m in load_models().items() if m.dlt645_version is not None}
         specs = tuple(
             MeterSpec(address=f"{n + 1:012d}", model=m.id) for n, m in enumerate(models.values())
         )

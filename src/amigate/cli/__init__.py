@@ -26,11 +26,12 @@ class Commands:
     top: argparse._SubParsersAction[argparse.ArgumentParser]
     read: argparse._SubParsersAction[argparse.ArgumentParser]
     scan: argparse._SubParsersAction[argparse.ArgumentParser]
+    sim: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the complete ``amigate`` argument parser."""
-    from amigate.cli import config_cmd, db_cmd, dlt645_cmd, frame_cmd, run_cmd
+    from amigate.cli import config_cmd, db_cmd, dlt645_cmd, frame_cmd, modbus_cmd, run_cmd
 
     parser = argparse.ArgumentParser(prog="amigate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"amigate {__version__}")
@@ -45,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan = top.add_parser("scan", help="find the meters that answer on a bus").add_subparsers(
         dest="protocol", metavar="PROTOCOL", required=True
     )
-    commands = Commands(top=top, read=read, scan=scan)
-    for module in (config_cmd, db_cmd, run_cmd, frame_cmd, dlt645_cmd):
+    sim = top.add_parser("sim", help="run a simulated fleet of meters").add_subparsers(
+        dest="protocol", metavar="PROTOCOL", required=True
+    )
+    commands = Commands(top=top, read=read, scan=scan, sim=sim)
+    for module in (config_cmd, db_cmd, run_cmd, frame_cmd, dlt645_cmd, modbus_cmd):
         module.register(commands)
     return parser
 

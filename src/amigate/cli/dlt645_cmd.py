@@ -68,9 +68,7 @@ def register(commands: Commands) -> None:
     scan.add_argument("--json", action="store_true", help="print a JSON list")
     scan.set_defaults(handler=_scan)
 
-    sim = commands.top.add_parser("sim", help="run a simulated fleet of meters")
-    sims = sim.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
-    dlt = sims.add_parser(
+    dlt = commands.sim.add_parser(
         "dlt645",
         help="simulate DL/T 645 meters on a TCP port or a pseudo-terminal",
         description="Serve the buses of a scenario; prints one URL per bus, then serves "
