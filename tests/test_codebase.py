@@ -99,3 +99,14 @@ def test_wheel_ships_the_data_folders(tmp_path: Path) -> None:
     assert {Path(n).name for n in names if n.startswith(versions)} >= migrations
     assert "amigate/_data/migrations/env.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+
+
+#: Tables of data, exempt from the size limit.
+DATA_TABLES = {"codecs/dlt645_catalogue.py"}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_modules_stay_small(path: Path) -> None:
+    if str(path.relative_to(SRC)) in DATA_TABLES:
+        return
+    assert len(path.read_text().splitlines()) <= 500
