@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Final
@@ -127,7 +127,9 @@ class DiSpec:
     confidence: Confidence = C
     note: str = ""
     fixed_length: int = field(init=False, repr=False, compare=False)
-    decoders: dict[int, Any] = field(init=False, repr=False, compare=False)
+    decoders: dict[int, Callable[[bytes], tuple[Any, ...]]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         """Precompute the length of ``fields``; start with no compiled decoders."""

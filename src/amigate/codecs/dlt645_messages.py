@@ -313,6 +313,20 @@ def decode_read_response(
     """
     control = frame.control
     data = frame.data
+    if control == 0x91 and version is V07:
+        # The usual reply (2007 read, no follow-up) to a catalogued DI whose decoder for
+        # this payload length is built: the same result as the general path below.
+        try:
+            known = _WIRE_2007[data[:4]]
+            decode = known.decoders[len(data) - 4]
+        except KeyError:
+            pass  # not catalogued, or no decoder built yet for this length
+        else:
+            di = known.di
+            if expected_di is None or expected_di == di:
+                payload = data[4:]
+                return _new(ReadResponse, (frame.address, version, di, data, payload,
+                                           decode(payload), False, None, known))
     if version is V07:
         size, follow, by_wire = 4, 0x12, _WIRE_2007
         normal = control & 0xDF == 0x91 or control & 0xDF == 0x92  # D5 (follow-up) masked

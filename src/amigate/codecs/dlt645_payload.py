@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import linecache
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Final, NamedTuple, TypeAlias
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from amigate.codecs.dlt645_catalogue import (
     LOAD_PROFILE_CLASSES,
@@ -24,7 +25,17 @@ from amigate.codecs.dlt645_values import (
 )
 from amigate.errors import DataError
 
-__all__ = ["DataValue", "decode_values", "encode_fields", "encode_load_record", "value_to_json"]
+__all__ = [
+    "DataValue",
+    "Decoder",
+    "decode_values",
+    "encode_fields",
+    "encode_load_record",
+    "generate_decoder",
+    "make_decoder",
+    "reference_decoder",
+    "value_to_json",
+]
 
 _LOAD_START: Final = b"\xa0\xa0"
 _LOAD_INVALID: Final = b"\xe0\xe0"
@@ -124,12 +135,22 @@ def _value(f: FieldSpec, raw: bytes) -> DataValue:
 
 # --- compiled reply decoders ------------------------------------------------------------
 #
-# A payload is turned into hex once, reversed, so that every item's BCD digits are a
-# slice in reading order (most significant first). Per catalogue entry and payload
-# length the layout is compiled once into plain tuples (`_Plan`); decoding then runs
-# one loop with no per-field function layers. Numbers become
-# ``Decimal("<digits>E-<decimals>")``, the fastest exact construction measured (the
-# same value and exponent as ``"<int>.<fraction>"``).
+# Per catalogue entry and payload length, `decode_values` builds a decoder on first use
+# and keeps it in ``spec.decoders``:
+#
+# * the reference decoder (`_compile` + `_decode_steps`) reads field by field and handles
+#   every case: fillers, sign bits over a nibble above 9, all-zero stamps, digit strings,
+#   text and status bits;
+# * for layouts of numbers, dates and times, `_generate_source` writes a straight-line
+#   decoder with the offsets, names, units and exponents as literals. It decodes the plain
+#   case (every byte valid BCD, stamps that exist) and hands anything else to the
+#   reference decoder, which returns the same values or raises the same error.
+#
+# Numbers become ``Decimal("<digits>E-<decimals>")``, the fastest exact construction
+# measured (the same value and exponent as ``"<int>.<fraction>"``).
+
+#: A payload decoder: the payload (bytes after the DI) -> its values in reply order.
+Decoder: TypeAlias = Callable[[bytes], tuple[DataValue, ...]]
 
 _STAMP_KINDS: Final = frozenset(
     (ValueKind.DATETIME, ValueKind.DATE, ValueKind.TIME, ValueKind.MONTH_TIME)
@@ -138,21 +159,19 @@ _NUMBER: Final = 0  # packed BCD number
 _STAMP: Final = 1  # date/time kinds
 _OTHER: Final = 2  # digits, text, status bits: decode_value on the raw bytes
 
-#: A number: text start, text end, Decimal exponent suffix, signed, name, unit, channel.
-_NumberStep: TypeAlias = tuple[int, int, str, bool, str, "str | None", "str | None"]
 #: Any field: text start, text end, kind, suffix, decimals, signed, name, unit, channel,
 #: payload offset, field spec.
 _Step: TypeAlias = tuple[
     int, int, int, str, int, bool, str, "str | None", "str | None", int, FieldSpec
 ]
-#: payload[reverse].hex() gives the text; ``numbers`` is set when every field is a number.
-_Plan: TypeAlias = tuple[slice, "tuple[_NumberStep, ...] | None", tuple[_Step, ...]]
+#: payload[reverse].hex() gives the text the steps slice.
+_Plan: TypeAlias = tuple[slice, tuple[_Step, ...]]
 
 _new = tuple.__new__
 
 
 def _compile(fields: tuple[FieldSpec, ...]) -> _Plan:
-    """Compile a layout into a `_Plan`."""
+    """Compile a layout into a `_Plan` for the reference decoder."""
     size = sum(f.length for f in fields)
     width = 2 * size
     steps: list[_Step] = []
@@ -166,15 +185,11 @@ def _compile(fields: tuple[FieldSpec, ...]) -> _Plan:
         steps.append((end - 2 * f.length, end, code, suffix, f.decimals, f.signed, f.name,
                       f.unit, f.channel, offset, f))
         offset += f.length
-    numbers = None
-    if steps and all(step[2] == _NUMBER for step in steps):
-        numbers = tuple((a, b, suffix, signed, name, unit, channel)
-                        for a, b, _, suffix, _, signed, name, unit, channel, _, _ in steps)
-    return slice(size - 1, None, -1) if size else slice(0, 0), numbers, tuple(steps)
+    return slice(size - 1, None, -1) if size else slice(0, 0), tuple(steps)
 
 
 def _decode_steps(steps: tuple[_Step, ...], text: str, payload: bytes) -> tuple[DataValue, ...]:
-    """Decode field by field: fillers, invalid digits and non-numeric fields."""
+    """Decode field by field: the reference for every layout and every payload."""
     out: list[DataValue] = []
     append = out.append
     for start, end, code, suffix, decimals, signed, name, unit, channel, offset, f in steps:
@@ -194,6 +209,188 @@ def _decode_steps(steps: tuple[_Step, ...], text: str, payload: bytes) -> tuple[
     return tuple(out)
 
 
+def reference_decoder(fields: tuple[FieldSpec, ...]) -> Decoder:
+    """Return the field-by-field decoder of a layout (the generated decoders' fallback).
+
+    Args:
+        fields: the layout, as `DiSpec.layout` returns it.
+
+    Returns:
+        A function from payload to values; bytes after the layout are ignored.
+    """
+    reverse, steps = _compile(fields)
+
+    def decode(payload: bytes) -> tuple[DataValue, ...]:
+        return _decode_steps(steps, payload[reverse].hex(), payload)
+
+    return decode
+
+
+# Tables for the generated decoders, keyed by a plain byte and holding only valid BCD
+# bytes: any other byte raises KeyError, which sends the payload to the reference.
+_BCD: Final = {b: 10 * (b >> 4) + (b & 15) for b in range(256) if b >> 4 < 10 and b & 15 < 10}
+_YEAR: Final = {b: 2000 + v for b, v in _BCD.items()}
+#: For WW (day of week): must be BCD, carries nothing; passed to datetime as a 0 hour
+#: (YYMMDDWW) or microsecond (YYMMDDWWhhmmss), the argument after the last field.
+_ZERO: Final = dict.fromkeys(_BCD, 0)
+_HOUR_COLON: Final = {b: f"{v:02d}:" for b, v in _BCD.items() if v < 24}
+_MINUTE_COLON: Final = {b: f"{v:02d}:" for b, v in _BCD.items() if v < 60}
+_SECOND: Final = {b: f"{v:02d}" for b, v in _BCD.items() if v < 60}
+#: Context of the generated decoders' Decimal(): its InvalidOperation trap rejects
+#: digit strings with hex letters whatever the thread's current context is.
+_CONTEXT: Final = Context(traps=[InvalidOperation])
+#: First digit of a signed number whose sign bit is set (8 -> -0, 9 -> -1).
+_NEGATIVE: Final = {"8": "-0", "9": "-1"}
+_STAMP_TABLES: Final = {"YY": "_YEAR", "MM": "_BCD", "DD": "_BCD", "hh": "_BCD",
+                        "mm": "_BCD", "ss": "_BCD", "WW": "_ZERO"}
+_GENERATED_KINDS: Final = frozenset(
+    (ValueKind.NUMBER, ValueKind.DATE, ValueKind.DATETIME, ValueKind.TIME)
+)
+#: Generated decoders kept at most (a bound on memory whatever lengths meters send);
+#: layouts beyond it use the reference decoder.
+_MAX_GENERATED: Final = 2048
+_generated_count = 0
+
+
+def _stamp_expression(f: FieldSpec, offset: int) -> str:
+    """Python expression for a date/time field at ``payload[offset:]``."""
+    pattern = f.value_format.pattern
+    parts = [pattern[i : i + 2] for i in range(0, len(pattern), 2)]
+    # Field i of the pattern (most significant first) is byte offset + (n - 1 - i).
+    at = {part: f"payload[{offset + len(parts) - 1 - i}]" for i, part in enumerate(parts)}
+    if f.value_format.kind is ValueKind.TIME:
+        return f"_HOUR_COLON[{at['hh']}] + _MINUTE_COLON[{at['mm']}] + _SECOND[{at['ss']}]"
+    order = [p for p in ("YY", "MM", "DD", "hh", "mm", "ss", "WW") if p in at]
+    return "datetime({})".format(", ".join(f"{_STAMP_TABLES[p]}[{at[p]}]" for p in order))
+
+
+def _generate_source(fields: tuple[FieldSpec, ...], payload_length: int) -> str | None:
+    """Write the source of a straight-line decoder for a layout, or ``None``.
+
+    Only layouts of numbers, dates and times are generated (others use the reference
+    decoder). The code decodes the plain case and calls ``reference(payload)`` for
+    anything else, which the plain path rejects with an exception:
+
+    * a nibble above 9 in a number: ``Decimal(digits + "E-n", _CONTEXT)`` raises
+      InvalidOperation, as hex digits other than ``e`` are no part of a number and an
+      ``e`` makes a second exponent (``E0`` is appended when there are no decimals).
+      ``_CONTEXT`` is private, so the trap holds whatever the caller's context says;
+    * a sign digit above 9 (``_NEGATIVE``) or a stamp byte that is not valid BCD (the
+      tables hold only valid bytes): KeyError;
+    * an impossible or all-zero date: ValueError from ``datetime``.
+
+    For ``0203FF00`` (active power total/A/B/C, ``XX.XXXX``, signed) it emits (lines cut)::
+
+        def decode(payload):
+            try:
+                t = payload[::-1].hex()
+                return (
+                    _new(DataValue, ('total active power',
+                        Decimal(s + 'E-4', _CONTEXT) if (s := t[18:24]) < '8'
+                        else Decimal(_NEGATIVE[s[0]] + s[1:] + 'E-4', _CONTEXT),
+                        'kW', '1.7.0')),
+                    ...
+                )
+            except (ArithmeticError, LookupError, ValueError):
+                pass
+            return reference(payload)
+
+    and for ``04000101`` (date ``YYMMDDWW``) the tuple holds::
+
+        _new(DataValue, ('date', datetime(_YEAR[payload[3]], _BCD[payload[2]],
+            _BCD[payload[1]], _ZERO[payload[0]]), None, None)),
+
+    Args:
+        fields: the layout.
+        payload_length: the payload length it is for (at least the layout's size).
+
+    Returns:
+        The source of a function ``decode(payload)``, or ``None``.
+    """
+    if not fields or any(f.value_format.kind not in _GENERATED_KINDS for f in fields):
+        return None
+    size = sum(f.length for f in fields)
+    width = 2 * size
+    items: list[str] = []
+    offset = 0
+    for f in fields:
+        if f.value_format.kind is ValueKind.NUMBER:
+            start, end = width - 2 * (offset + f.length), width - 2 * offset
+            digits = "t" if (start, end) == (0, width) else f"t[{start}:{end}]"
+            suffix = repr(f"E-{f.decimals}" if f.decimals > 0 else "E0")
+            if f.signed:
+                value = (f"Decimal(s + {suffix}, _CONTEXT) if (s := {digits}) < '8' "
+                         f"else Decimal(_NEGATIVE[s[0]] + s[1:] + {suffix}, _CONTEXT)")
+            else:
+                value = f"Decimal({digits} + {suffix}, _CONTEXT)"
+        else:
+            value = _stamp_expression(f, offset)
+        items.append(f"_new(DataValue, ({f.name!r}, {value}, {f.unit!r}, {f.channel!r})),")
+        offset += f.length
+    lines = ["def decode(payload):", "    try:"]
+    if any(f.value_format.kind is ValueKind.NUMBER for f in fields):
+        reverse = "::-1" if size == payload_length else f"{size - 1}::-1"
+        lines.append(f"        t = payload[{reverse}].hex()")
+    lines.append("        return (")
+    lines += [f"            {item}" for item in items]
+    lines += [
+        "        )",
+        "    except (ArithmeticError, LookupError, ValueError):",
+        "        pass",
+        "    return reference(payload)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def generate_decoder(
+    fields: tuple[FieldSpec, ...], payload_length: int, name: str = ""
+) -> Decoder | None:
+    """Compile the generated decoder of a layout (see `_generate_source`).
+
+    Args:
+        fields: the layout, as ``spec.layout(payload_length)`` returns it.
+        payload_length: the payload length the decoder is for.
+        name: label for tracebacks through the generated code (``"0201FF00/6"``).
+
+    Returns:
+        The decoder, or ``None`` for a layout that is not generated.
+    """
+    source = _generate_source(fields, payload_length)
+    if source is None:
+        return None
+    namespace: dict[str, Any] = {
+        "Decimal": Decimal, "datetime": datetime, "DataValue": DataValue, "_new": _new,
+        "_BCD": _BCD, "_YEAR": _YEAR, "_ZERO": _ZERO, "_HOUR_COLON": _HOUR_COLON,
+        "_MINUTE_COLON": _MINUTE_COLON, "_SECOND": _SECOND, "_NEGATIVE": _NEGATIVE,
+        "_CONTEXT": _CONTEXT, "reference": reference_decoder(fields),
+    }
+    filename = f"<dlt645 decoder {name or payload_length}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    decoder: Decoder = namespace["decode"]
+    return decoder
+
+
+def make_decoder(fields: tuple[FieldSpec, ...], payload_length: int, name: str = "") -> Decoder:
+    """Return the decoder `decode_values` keeps: generated when possible, else the reference.
+
+    Args:
+        fields: the layout, as ``spec.layout(payload_length)`` returns it.
+        payload_length: the payload length the decoder is for.
+        name: label for tracebacks through the generated code (``"0201FF00/6"``).
+
+    Returns:
+        A function from a payload of ``payload_length`` bytes to its values.
+    """
+    global _generated_count
+    if _generated_count < _MAX_GENERATED:
+        decoder = generate_decoder(fields, payload_length, name)
+        if decoder is not None:
+            _generated_count += 1
+            return decoder
+    return reference_decoder(fields)
+
+
 def decode_values(spec: DiSpec, payload: bytes) -> tuple[DataValue, ...]:
     """Decode the payload of a catalogued identifier into values.
 
@@ -207,29 +404,15 @@ def decode_values(spec: DiSpec, payload: bytes) -> tuple[DataValue, ...]:
     Raises:
         DataError: wrong length, invalid BCD or an impossible date.
     """
-    plan: _Plan | None = spec.decoders.get(len(payload))
-    if plan is None:
+    decode: Decoder | None = spec.decoders.get(len(payload))
+    if decode is None:
         if spec.category is Category.LOAD_PROFILE:
             return _decode_load_profile(payload, spec)
-        plan = _compile(spec.layout(len(payload)))  # raises on a length that does not fit
-        spec.decoders[len(payload)] = plan  # at most 256 lengths per entry
-    reverse, numbers, steps = plan
-    text = payload[reverse].hex()
-    if numbers is None or not text.isdigit():
-        return _decode_steps(steps, text, payload)
-    if len(numbers) == 1:
-        _, _, suffix, signed, name, unit, channel = numbers[0]
-        if signed and text[0] > "7":
-            text = f"-{int(text[0]) - 8}{text[1:]}"
-        return (_new(DataValue, (name, Decimal(text + suffix), unit, channel)),)
-    out: list[DataValue] = []
-    append = out.append
-    for start, end, suffix, signed, name, unit, channel in numbers:
-        digits = text[start:end]
-        if signed and digits[0] > "7":  # sign bit set: 8 -> "-0", 9 -> "-1"
-            digits = f"-{int(digits[0]) - 8}{digits[1:]}"
-        append(_new(DataValue, (name, Decimal(digits + suffix), unit, channel)))
-    return tuple(out)
+        length = len(payload)
+        fields = spec.layout(length)  # raises on a length that does not fit
+        decode = make_decoder(fields, length, f"{spec.di_hex}/{length}")
+        spec.decoders[length] = decode  # at most 256 lengths per entry
+    return decode(payload)
 
 
 def value_to_json(value: Value) -> str | None:

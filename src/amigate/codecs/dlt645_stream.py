@@ -25,10 +25,10 @@ DEFAULT_MAX_GARBAGE: Final = 1024
 
 _HEADER: Final = 10
 _OVERHEAD: Final = 12
-#: Longest checksummed span (68H to the last DATA byte) whose byte sum stays below the
-#: Adler-32 modulus 65521, so that the low half of adler32() is exactly 1 + the sum:
-#: 256 bytes of at most FFH sum to 65280. Longer frames (L > 246) take the slow path.
-_FAST_CS_SPAN: Final = 256
+#: Longest L whose checksummed span (68H to the last DATA byte, L + 10 bytes) has a byte
+#: sum below the Adler-32 modulus 65521, so that the low half of adler32() is exactly
+#: 1 + the sum: 256 bytes of at most FFH sum to 65280. Longer frames take the slow path.
+_FAST_MAX_LENGTH: Final = 246
 
 _new_frame = object.__new__
 # Slot descriptors set the fields of the frozen Frame without its validation, which
@@ -120,25 +120,29 @@ class Dlt645Buffer:
             ChecksumError: a candidate frame whose checksum does not match.
         """
         buf = self._buf
-        # Fast path: a complete, valid frame at the first 68H (preamble skipped).
+        # Fast path: a complete, valid frame at the first 68H (preamble skipped). An
+        # IndexError means too few bytes for the candidate: the slow path decides.
         start = buf.find(0x68)
-        if start >= 0 and len(buf) >= start + _OVERHEAD and buf[start + 7] == 0x68:
-            cs_at = start + _HEADER + buf[start + 9]
-            if (
-                len(buf) >= cs_at + 2
-                and buf[cs_at + 1] == 0x16
-                and cs_at - start <= _FAST_CS_SPAN
-                and (adler32(buf[start:cs_at]) - 1) & 0xFF == buf[cs_at]
-                and buf[start + 9] <= self.max_data_length
-                and self._garbage + start <= self.max_garbage
-            ):
-                frame = _new_frame(Frame)
-                _set_address(frame, buf[start + 6 : start : -1].hex().upper())
-                _set_control(frame, buf[start + 8])
-                _set_data(frame, buf[start + _HEADER : cs_at].translate(SUB_33))
-                self._buf = buf[cs_at + 2 :]
-                self._garbage = 0
-                return frame
+        try:
+            if start >= 0 and buf[start + 7] == 0x68:
+                length = buf[start + 9]
+                cs_at = start + _HEADER + length
+                if (
+                    buf[cs_at + 1] == 0x16
+                    and length <= _FAST_MAX_LENGTH
+                    and (adler32(buf[start:cs_at]) - 1) & 0xFF == buf[cs_at]
+                    and length <= self.max_data_length
+                    and (not start or self._garbage + start <= self.max_garbage)
+                ):
+                    frame = _new_frame(Frame)
+                    _set_address(frame, buf[start + 6 : start : -1].hex().upper())
+                    _set_control(frame, buf[start + 8])
+                    _set_data(frame, buf[start + _HEADER : cs_at].translate(SUB_33))
+                    self._buf = buf[cs_at + 2 :] if len(buf) > cs_at + 2 else b""
+                    self._garbage = 0
+                    return frame
+        except IndexError:
+            pass
         return self._next_frame_slow()
 
     def _next_frame_slow(self) -> Frame | None:
