@@ -76,9 +76,6 @@ async def run(seconds: float, connections: int) -> None:
 
 def _codec_bench(seconds: float) -> None:
     path = Path(__file__).with_name("dlt645_codec.py")
-    if not path.exists():
-        print("codec benchmark: bench/dlt645_codec.py not present, skipped")
-        return
     spec = importlib.util.spec_from_file_location("dlt645_codec", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -88,7 +85,10 @@ def _codec_bench(seconds: float) -> None:
     print("codec (bench/dlt645_codec.py):")
     for key, value in result.items():
         if key != "frames":
-            shown = f"{value:,.0f}" if isinstance(value, int | float) else value
+            if key.endswith("ratio") and isinstance(value, int | float):
+                shown = f"{value:.2f}x"
+            else:
+                shown = f"{value:,.0f}" if isinstance(value, int | float) else value
             print(f"  {key}: {shown}")
 
 
