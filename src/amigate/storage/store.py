@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -16,6 +16,7 @@ from amigate.domain import (
     MICRO_SCALE,
     MIN_MICRO,
     SYSTEM_USER,
+    Anomaly,
     IngestResult,
     Interval,
     Meter,
@@ -41,6 +42,7 @@ from amigate.storage.ingest import (
     utcnow,
 )
 from amigate.storage.models import (
+    AnomalyRow,
     ChannelRow,
     IntervalRow,
     IntervalVersionRow,
@@ -314,6 +316,72 @@ class Store:
         with translate_errors(self.engine), self.engine.connect() as conn:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
+    # --- collection state -----------------------------------------------------------
+
+    def last_register_reads(self, meter_id: int) -> dict[str, RegisterRead]:
+        """The latest register read of each channel of a meter (where collection resumes)."""
+        t = RegisterReadRow
+        newest = (
+            select(t.channel_id, func.max(t.read_at).label("at"))
+            .where(t.meter_id == meter_id)
+            .group_by(t.channel_id)
+            .subquery()
+        )
+        query = (
+            select(t, ChannelRow.code)
+            .join(newest, (t.channel_id == newest.c.channel_id) & (t.read_at == newest.c.at))
+            .join(ChannelRow, ChannelRow.id == t.channel_id)
+            .where(t.meter_id == meter_id)
+        )
+        with translate_errors(self.engine), Session(self.engine) as session:
+            return {
+                code: RegisterRead(
+                    meter_id=r.meter_id, channel=code, read_at=r.read_at,
+                    value=from_micro(r.value), collected_at=r.collected_at, source=Source(r.source),
+                    clock_offset_s=None if r.clock_offset_ms is None else r.clock_offset_ms / 1000,
+                )
+                for r, code in session.execute(query)
+            }  # fmt: skip
+
+    def last_interval_ends(self, meter_id: int) -> dict[str, datetime]:
+        """The end of the latest original (version 1) interval of each channel of a meter."""
+        t = IntervalRow
+        newest = (
+            select(t.channel_id, func.max(t.ts).label("at"))
+            .where(t.meter_id == meter_id)
+            .group_by(t.channel_id)
+            .subquery()
+        )
+        query = (
+            select(ChannelRow.code, t.ts, t.duration_s)
+            .join(newest, (t.channel_id == newest.c.channel_id) & (t.ts == newest.c.at))
+            .join(ChannelRow, ChannelRow.id == t.channel_id)
+            .where(t.meter_id == meter_id)
+        )
+        with translate_errors(self.engine), Session(self.engine) as session:
+            return {
+                code: _aware(ts) + timedelta(seconds=duration)
+                for code, ts, duration in session.execute(query)
+            }
+
+    def add_anomalies(self, anomalies: Sequence[Anomaly]) -> list[int]:
+        """Store anomalies and return their ids."""
+        now = utcnow()
+        rows = [
+            AnomalyRow(
+                kind=a.kind, severity=str(a.severity), status=str(a.status), meter_id=a.meter_id,
+                transformer_area=a.transformer_area, start_at=a.start, end_at=a.end,
+                evidence=a.evidence, created_at=now, updated_at=now,
+            )
+            for a in anomalies
+        ]  # fmt: skip
+        if not rows:
+            return []
+        with translate_errors(self.engine), Session(self.engine) as session, session.begin():
+            session.add_all(rows)
+            session.flush()
+            return [r.id for r in rows]
+
     def _interval(self, r: Any, channel: str, *, version: int) -> Interval:
         codes = getattr(r, "reason_codes", None)
         return Interval(
@@ -336,3 +404,8 @@ def _meter(row: MeterRow) -> Meter:
         transformer_area=row.transformer_area, role=MeterRole(row.role),
         status=MeterStatus(row.status),
     )  # fmt: skip
+
+
+def _aware(value: datetime) -> datetime:
+    """Raw SQL columns come back naive on SQLite: they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,399 @@
+"""Bus workers: read the meters of one bus every interval, normalize, store.
+
+One :class:`BusWorker` per serial port or TCP endpoint; its meters are read one
+after the other (one request in flight on a half-duplex bus) while the workers
+of different buses run concurrently. Reads start just after each interval
+boundary, spread over ``plan.spread_s`` so a bus is not hammered at :00.
+
+Failures work like Home Assistant's update coordinator: a meter that stops
+answering is logged once (WARNING) and marked unavailable, its interval slots
+are stored as MISSING, and it is probed again after a backoff that doubles up
+to ``plan.backoff_max_s`` (skipped meters cost the bus nothing); when it
+answers again that is logged once (INFO) and the energy across the gap is kept
+as a span. Errors that are not ``AmigateError`` are logged with a traceback and
+treated as a failure of that meter, never swallowed silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol as TypingProtocol
+
+from amigate.codecs import Dlt645Version, find_di
+from amigate.domain import Anomaly, Interval, Meter, RegisterRead, Sample, Source
+from amigate.drivers.dlt645 import Dlt645Client
+from amigate.drivers.modbus import ModbusMeter
+from amigate.errors import AmigateError, ReadTimeout
+from amigate.fleet import BusConfig
+from amigate.meter_models import DataId, MeterModel, PointKind, PointSpec, Poll, Register
+from amigate.normalize import (
+    Anchor,
+    ChannelPolicy,
+    Outcome,
+    SeriesNormalizer,
+    floor_boundary,
+    sample_multiplier,
+)
+from amigate.storage.store import Store
+
+__all__ = [
+    "BusWorker",
+    "CycleReport",
+    "Dlt645Reader",
+    "MeterReader",
+    "ModbusReader",
+    "cycle_points",
+    "register_capacity",
+]
+
+_LOG = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+#: Margin on the nameplate power before an increase counts as implausible.
+_POWER_MARGIN = Decimal("1.5")
+
+
+class MeterReader(TypingProtocol):
+    """Reads points of one meter through a driver."""
+
+    async def read(self, points: Sequence[PointSpec]) -> dict[str, Decimal | None]:
+        """Return the value of each point by channel (``None``: the meter has no value)."""
+        ...
+
+
+class Dlt645Reader:
+    """A DL/T 645 meter behind a shared :class:`Dlt645Client`: one read per point."""
+
+    def __init__(self, client: Dlt645Client, address: str) -> None:
+        """Read the meter at ``address`` through ``client``."""
+        self.client = client
+        self.address = address
+
+    async def read(self, points: Sequence[PointSpec]) -> dict[str, Decimal | None]:
+        """Read each point; the first failure ends the meter's turn (a dead meter costs one)."""
+        out: dict[str, Decimal | None] = {}
+        for point in points:
+            assert isinstance(point.source, DataId)
+            reply = await self.client.read(self.address, point.source.at())
+            value = next((v.value for v in reply.values if isinstance(v.value, Decimal)), None)
+            out[point.channel] = value
+        return out
+
+
+class ModbusReader:
+    """A Modbus meter: the whole cycle in as few block reads as the model allows."""
+
+    def __init__(self, meter: ModbusMeter) -> None:
+        """Read through ``meter``."""
+        self.meter = meter
+
+    async def read(self, points: Sequence[PointSpec]) -> dict[str, Decimal | None]:
+        """Poll the points."""
+        return {v.channel: v.value for v in await self.meter.poll(points)}
+
+
+def cycle_points(model: MeterModel, *, instantaneous: bool = True) -> tuple[PointSpec, ...]:
+    """The points read every cycle: energy registers, and instantaneous values if asked."""
+    kinds = {PointKind.ENERGY} | ({PointKind.INSTANTANEOUS} if instantaneous else set())
+    return tuple(p for p in model.points if p.kind in kinds and p.poll is Poll.CYCLE)
+
+
+def register_capacity(model: MeterModel, point: PointSpec) -> Decimal | None:
+    """The value at which an energy register wraps to zero, when the model tells.
+
+    DL/T 645: ``10 ** integer digits`` of the catalogued format (``XXXXXX.XX`` →
+    1,000,000). Modbus unsigned integers: ``2 ** bits × scale``. Floats: never.
+    """
+    source = point.source
+    if isinstance(source, DataId):
+        version = Dlt645Version(model.protocol)
+        spec = find_di(source.at(), version)
+        if spec is None or not spec.fields:
+            return None
+        digits = spec.fields[0].format.split(".")[0]
+        return Decimal(10) ** len(digits) if set(digits) == {"X"} else None
+    assert isinstance(source, Register)
+    if source.dtype.startswith("uint"):
+        return Decimal(2) ** int(source.dtype[4:]) * source.scale
+    return None
+
+
+def _policy(meter: Meter, model: MeterModel, point: PointSpec) -> ChannelPolicy:
+    voltage = meter.rated_voltage or model.rated.voltage_v
+    current = meter.max_current or model.rated.max_current_a
+    max_kw = voltage * current * model.phases * _POWER_MARGIN / 1000
+    if point.unit == "Wh":
+        max_kw *= 1000
+    return ChannelPolicy(
+        multiplier=meter.multiplier, capacity=register_capacity(model, point), max_kw=max_kw
+    )
+
+
+@dataclass
+class MeterHealth:
+    """Collection state of one meter."""
+
+    available: bool = True
+    failures: int = 0
+    next_probe: datetime | None = None
+    last_error: str = ""
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did (for tests and metrics)."""
+
+    boundary: datetime
+    ok: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    intervals: int = 0
+    anomalies: int = 0
+
+
+class BusWorker:
+    """Reads the meters of one bus on the interval schedule and stores what it reads."""
+
+    def __init__(
+        self,
+        bus: BusConfig,
+        meters: Sequence[Meter],
+        readers: Mapping[int, MeterReader],
+        store: Store,
+        models: Mapping[str, MeterModel],
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+        meter_budget_s: float | None = None,
+    ) -> None:
+        """Set up the worker (nothing is read until :meth:`run` or :meth:`poll_cycle`).
+
+        Args:
+            bus: the bus and its read plan.
+            meters: its meters, as stored (with ids).
+            readers: a reader per meter id.
+            store: where reads, intervals, samples and anomalies go.
+            models: meter models by id.
+            clock: UTC now (tests pass a manual clock).
+            sleep: how to wait (tests pass one that advances the manual clock).
+            meter_budget_s: the longest one meter's turn may take, a backstop behind
+                the drivers' own timeouts (default: from the plan and the points).
+        """
+        self.bus = bus
+        self.plan = bus.plan
+        self.interval = timedelta(minutes=bus.plan.interval_minutes)
+        self.meters = [m for m in meters if m.id is not None]
+        self.readers = readers
+        self.store = store
+        self.models = models
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._sleep = sleep
+        self._budget = meter_budget_s
+        self.health: dict[int, MeterHealth] = {m.id: MeterHealth() for m in self.meters if m.id}
+        self._series: dict[tuple[int, str], SeriesNormalizer] = {}
+        self._points: dict[int, tuple[PointSpec, ...]] = {}
+        # Rows of the cycle in progress, stored together at its end.
+        self._reads: list[RegisterRead] = []
+        self._intervals: list[Interval] = []
+        self._samples: list[Sample] = []
+        self._anomalies: list[Anomaly] = []
+        for meter in self.meters:
+            assert meter.id is not None
+            model = models[meter.model]
+            self._points[meter.id] = cycle_points(model, instantaneous=self.plan.instantaneous)
+            for point in self._points[meter.id]:
+                if point.kind is PointKind.ENERGY:
+                    self._series[(meter.id, point.channel)] = SeriesNormalizer(
+                        meter_id=meter.id, channel=point.channel, interval=self.interval,
+                        policy=_policy(meter, model, point),
+                    )  # fmt: skip
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Resume each series from what is stored (after a restart)."""
+        for meter in self.meters:
+            assert meter.id is not None
+            reads = await asyncio.to_thread(self.store.last_register_reads, meter.id)
+            ends = await asyncio.to_thread(self.store.last_interval_ends, meter.id)
+            for (meter_id, channel), series in self._series.items():
+                if meter_id != meter.id:
+                    continue
+                read = reads.get(channel)
+                if read is not None:
+                    slot = floor_boundary(read.read_at, self.interval)
+                    series.anchor = Anchor(slot=slot, value=read.value, identity=_who(meter))
+                series.missing_until = ends.get(channel)
+
+    async def run(self) -> None:
+        """Read every interval until cancelled."""
+        await self.restore()
+        _LOG.info(
+            "bus %s: %d meter(s) every %d min on %s",
+            self.bus.name, len(self.meters), self.plan.interval_minutes, self.bus.url,
+        )  # fmt: skip
+        while True:
+            now = self._clock()
+            boundary = floor_boundary(now, self.interval) + self.interval
+            await self._sleep((boundary - now).total_seconds())
+            await self.poll_cycle(boundary)
+
+    # --- one cycle --------------------------------------------------------------------
+
+    async def poll_cycle(self, boundary: datetime) -> CycleReport:
+        """Read every meter once for ``boundary`` and store the results.
+
+        Returns:
+            Which meters were read, failed or skipped (isolated, not due for a probe).
+        """
+        report = CycleReport(boundary=boundary)
+        count = max(1, len(self.meters))
+        for index, meter in enumerate(self.meters):
+            assert meter.id is not None
+            start = boundary + timedelta(seconds=self.plan.spread_s * index / count)
+            if (wait := (start - self._clock()).total_seconds()) > 0:
+                await self._sleep(wait)
+            health = self.health[meter.id]
+            if not health.available and health.next_probe and self._clock() < health.next_probe:
+                report.skipped.append(meter.id)
+                self._missed(meter, boundary, report)
+                continue
+            try:
+                values = await self._read(meter)
+            except asyncio.CancelledError:
+                raise
+            except AmigateError as exc:
+                self._failed(meter, exc)
+                report.failed.append(meter.id)
+                self._missed(meter, boundary, report)
+                continue
+            except Exception as exc:  # a bug: log with traceback, count as a failure
+                _LOG.exception("bus %s: meter %s: unexpected error", self.bus.name, meter.address)
+                self._failed(meter, exc, quiet=True)
+                report.failed.append(meter.id)
+                self._missed(meter, boundary, report)
+                continue
+            self._recovered(meter)
+            report.ok.append(meter.id)
+            self._take(meter, values, boundary, report)
+        await self._flush(report)
+        return report
+
+    async def _read(self, meter: Meter) -> dict[str, Decimal | None]:
+        assert meter.id is not None
+        points = self._points[meter.id]
+        budget = self._budget
+        if budget is None:
+            per_request = self.plan.timeout_s or 2.0
+            budget = per_request * (self.plan.retries + 1) * max(1, len(points)) + 1.0
+        try:
+            async with asyncio.timeout(budget):
+                return await self.readers[meter.id].read(points)
+        except TimeoutError:
+            raise ReadTimeout(
+                f"meter {meter.address}: no complete read within {budget:g} s"
+            ) from None
+
+    # --- results ----------------------------------------------------------------------
+
+    def _take(
+        self, meter: Meter, values: Mapping[str, Decimal | None], boundary: datetime,
+        report: CycleReport,
+    ) -> None:  # fmt: skip
+        assert meter.id is not None
+        now = self._clock()
+        read_at = max(now, boundary)  # the read stands for this boundary
+        for point in self._points[meter.id]:
+            value = values.get(point.channel)
+            if point.kind is PointKind.INSTANTANEOUS:
+                if value is not None:
+                    factor = sample_multiplier(point.unit, meter.ct_ratio, meter.pt_ratio)
+                    self._samples.append(
+                        Sample(meter_id=meter.id, channel=point.channel, at=read_at,
+                               value=value * factor)
+                    )  # fmt: skip
+                continue
+            series = self._series[(meter.id, point.channel)]
+            if value is None:
+                self._collect(series.missed(boundary), report)
+                continue
+            read = RegisterRead(
+                meter_id=meter.id, channel=point.channel, read_at=read_at, value=value,
+                collected_at=now, source=Source.POLL,
+            )  # fmt: skip
+            self._reads.append(read)
+            self._collect(series.read(read, identity=_who(meter)), report)
+
+    def _missed(self, meter: Meter, boundary: datetime, report: CycleReport) -> None:
+        assert meter.id is not None
+        for (meter_id, _), series in self._series.items():
+            if meter_id == meter.id:
+                self._collect(series.missed(boundary), report)
+
+    def _collect(self, outcome: Outcome, report: CycleReport) -> None:
+        self._intervals.extend(outcome.intervals)
+        self._anomalies.extend(outcome.anomalies)
+        report.intervals += len(outcome.intervals)
+        report.anomalies += len(outcome.anomalies)
+
+    async def _flush(self, report: CycleReport) -> None:
+        """Store the cycle's rows: register reads first, so a restart resumes from them."""
+        reads, intervals, samples, anomalies = (
+            self._reads, self._intervals, self._samples, self._anomalies
+        )  # fmt: skip
+        self._reads, self._intervals, self._samples, self._anomalies = [], [], [], []
+
+        def write() -> None:
+            if reads:
+                self.store.ingest_register_reads(reads)
+            if intervals:
+                self.store.ingest_intervals(intervals)
+            if samples:
+                self.store.ingest_samples(samples)
+            if anomalies:
+                self.store.add_anomalies(anomalies)
+
+        try:
+            await asyncio.to_thread(write)
+        except AmigateError as exc:
+            _LOG.error(
+                "bus %s: storing cycle %s failed: %s", self.bus.name, report.boundary.isoformat(),
+                exc,
+            )  # fmt: skip
+
+    # --- availability -----------------------------------------------------------------
+
+    def _failed(self, meter: Meter, exc: BaseException, *, quiet: bool = False) -> None:
+        assert meter.id is not None
+        health = self.health[meter.id]
+        health.failures += 1
+        health.last_error = str(exc)
+        delay = min(self.plan.backoff_max_s, self.plan.backoff_s * 2 ** (health.failures - 1))
+        health.next_probe = self._clock() + timedelta(seconds=delay)
+        if health.available:
+            health.available = False
+            if not quiet:
+                _LOG.warning(
+                    "bus %s: meter %s (%s) is unavailable: %s; probing again in %.0f s",
+                    self.bus.name, meter.address, meter.model, exc, delay,
+                )  # fmt: skip
+
+    def _recovered(self, meter: Meter) -> None:
+        assert meter.id is not None
+        health = self.health[meter.id]
+        if not health.available:
+            _LOG.info(
+                "bus %s: meter %s (%s) recovered after %d failed read(s)",
+                self.bus.name, meter.address, meter.model, health.failures,
+            )  # fmt: skip
+        self.health[meter.id] = MeterHealth()
+
+
+def _who(meter: Meter) -> str:
+    """The identity of the device behind a series: a change means a meter exchange."""
+    return f"{meter.address}/{meter.model}"
