@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     drivers_dirs: list[Path] = Field(
         default_factory=list, description="extra folders with meter model definitions"
     )
+    fleet_file: Path | None = Field(
+        default=None, description="fleet file (TOML) whose buses `amigate run` reads (none: API)"
+    )
+    time_scale: float = Field(
+        default=1.0,
+        description="the collection clock runs this many times faster than real time "
+        "(demos and tests against simulators only; stored times are then simulated)",
+    )
     timescale_chunk_interval: str = Field(
         default="1 day",
         description="chunk_time_interval of new hypertables (see README: chunk sizing)",
@@ -71,6 +79,20 @@ class Settings(BaseSettings):
                 "must start with sqlite:/// or postgresql:// (got scheme "
                 f"{urlsplit(url).scheme or 'none'!r})"
             )
+        return value
+
+    @field_validator("fleet_file")
+    @classmethod
+    def _check_fleet_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("is not a file")
+        return value
+
+    @field_validator("time_scale")
+    @classmethod
+    def _check_time_scale(cls, value: float) -> float:
+        if not 1 <= value <= 3600:
+            raise ValueError("must be within 1..3600 (1 = real time)")
         return value
 
     @field_validator("interval_minutes")

@@ -39,7 +39,7 @@ from amigate.errors import ConfigError
 from amigate.meter_models import MeterModel
 from amigate.transports.url import SerialParams, parse_url
 
-__all__ = ["BusConfig", "Fleet", "ReadPlan", "load_fleet", "parse_fleet"]
+__all__ = ["BusConfig", "Fleet", "ReadPlan", "load_fleet", "parse_fleet", "parse_meter"]
 
 _ADDRESS_DIGITS = 12
 _E = TypeVar("_E", Protocol, MeterRole)
@@ -176,6 +176,18 @@ def parse_fleet(
         if endpoints.count(url) > 1:
             raise ConfigError(f"{where}: {url} is used by more than one bus; merge them")
     return Fleet(buses=tuple(buses))
+
+
+def parse_meter(
+    raw: Mapping[str, Any], *, bus: str, protocol: Protocol, models: Mapping[str, MeterModel],
+    where: str = "meter",
+) -> Meter:  # fmt: skip
+    """Validate one meter entry (the keys of ``[[bus.meters]]``) for a bus of ``protocol``.
+
+    Raises:
+        ConfigError: the message names ``where`` and the problem.
+    """
+    return _meter(dict(raw), where, bus, protocol, models)
 
 
 # --- entries ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from amigate.drivers.modbus import ModbusMeter
 from amigate.errors import AmigateError, ReadTimeout
 from amigate.fleet import BusConfig
 from amigate.meter_models import DataId, MeterModel, PointKind, PointSpec, Poll, Register
+from amigate.metrics import Metrics
 from amigate.normalize import (
     Anchor,
     ChannelPolicy,
@@ -170,6 +172,7 @@ class BusWorker:
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         meter_budget_s: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Set up the worker (nothing is read until :meth:`run` or :meth:`poll_cycle`).
 
@@ -183,6 +186,7 @@ class BusWorker:
             sleep: how to wait (tests pass one that advances the manual clock).
             meter_budget_s: the longest one meter's turn may take, a backstop behind
                 the drivers' own timeouts (default: from the plan and the points).
+            metrics: where reads, latency and availability are reported.
         """
         self.bus = bus
         self.plan = bus.plan
@@ -194,6 +198,8 @@ class BusWorker:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._sleep = sleep
         self._budget = meter_budget_s
+        self.metrics = metrics
+        self._stopping = asyncio.Event()
         self.health: dict[int, MeterHealth] = {m.id: MeterHealth() for m in self.meters if m.id}
         self._series: dict[tuple[int, str], SeriesNormalizer] = {}
         self._points: dict[int, tuple[PointSpec, ...]] = {}
@@ -230,18 +236,44 @@ class BusWorker:
                     series.anchor = Anchor(slot=slot, value=read.value, identity=_who(meter))
                 series.missing_until = ends.get(channel)
 
+    def stop(self) -> None:
+        """Ask :meth:`run` to end after the meter being read now (its cycle is stored)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopping.is_set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake up as soon as the worker is asked to stop."""
+        if self.stopping:
+            return
+        sleeper = asyncio.ensure_future(self._sleep(max(0.0, seconds)))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+
     async def run(self) -> None:
-        """Read every interval until cancelled."""
+        """Read every interval until cancelled or :meth:`stop` is called."""
         await self.restore()
+        if self.metrics is not None:
+            self.metrics.bus_started(self.bus.name, len(self.meters))
         _LOG.info(
             "bus %s: %d meter(s) every %d min on %s",
             self.bus.name, len(self.meters), self.plan.interval_minutes, self.bus.url,
         )  # fmt: skip
-        while True:
+        while not self.stopping:
             now = self._clock()
             boundary = floor_boundary(now, self.interval) + self.interval
-            await self._sleep((boundary - now).total_seconds())
+            await self._pause((boundary - now).total_seconds())
+            if self.stopping:
+                break
             await self.poll_cycle(boundary)
+        _LOG.info("bus %s: stopped", self.bus.name)
 
     # --- one cycle --------------------------------------------------------------------
 
@@ -257,7 +289,9 @@ class BusWorker:
             assert meter.id is not None
             start = boundary + timedelta(seconds=self.plan.spread_s * index / count)
             if (wait := (start - self._clock()).total_seconds()) > 0:
-                await self._sleep(wait)
+                await self._pause(wait)
+            if self.stopping:  # the rest of the cycle is not read: no rows for it
+                break
             health = self.health[meter.id]
             if not health.available and health.next_probe and self._clock() < health.next_probe:
                 report.skipped.append(meter.id)
@@ -282,9 +316,25 @@ class BusWorker:
             report.ok.append(meter.id)
             self._take(meter, values, boundary, report)
         await self._flush(report)
+        if self.metrics is not None:
+            down = sum(1 for h in self.health.values() if not h.available)
+            self.metrics.set_unavailable(self.bus.name, down)
         return report
 
     async def _read(self, meter: Meter) -> dict[str, Decimal | None]:
+        """Read one meter, reporting the outcome and its duration to the metrics."""
+        started = time.monotonic()
+        ok = False
+        try:
+            values = await self._read_points(meter)
+            ok = True
+            return values
+        finally:
+            if self.metrics is not None:
+                elapsed = time.monotonic() - started
+                self.metrics.read(self.bus.name, meter.model, ok=ok, seconds=elapsed)
+
+    async def _read_points(self, meter: Meter) -> dict[str, Decimal | None]:
         assert meter.id is not None
         points = self._points[meter.id]
         budget = self._budget

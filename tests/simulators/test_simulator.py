@@ -141,5 +141,5 @@ def test_broken_scenarios_name_file_and_entry(tmp_path: Path, text: str, problem
 
 
 def test_unknown_scenario_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(ConfigError, match="shipped: demo, faults"):
+    with pytest.raises(ConfigError, match="shipped: demo, demo-fleet, faults"):
         find_scenario("nowhere")

@@ -31,7 +31,16 @@ class Commands:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the complete ``amigate`` argument parser."""
-    from amigate.cli import config_cmd, db_cmd, dlt645_cmd, frame_cmd, modbus_cmd, run_cmd
+    from amigate.cli import (
+        config_cmd,
+        db_cmd,
+        demo_cmd,
+        dlt645_cmd,
+        frame_cmd,
+        meters_cmd,
+        modbus_cmd,
+        run_cmd,
+    )
 
     parser = argparse.ArgumentParser(prog="amigate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"amigate {__version__}")
@@ -50,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="protocol", metavar="PROTOCOL", required=True
     )
     commands = Commands(top=top, read=read, scan=scan, sim=sim)
-    for module in (config_cmd, db_cmd, run_cmd, frame_cmd, dlt645_cmd, modbus_cmd):
+    for module in (
+        config_cmd, db_cmd, run_cmd, demo_cmd, meters_cmd, frame_cmd, dlt645_cmd, modbus_cmd
+    ):
         module.register(commands)
     return parser
 

@@ -25,6 +25,8 @@ _METER_KEYS = {
 }  # fmt: skip
 _GROUP_KEYS = (_METER_KEYS - {"address"}) | {"count", "first_address"}
 _BUS_KEYS = {"name", "listen", "baud", "wire_time", "meters", "groups"}
+_MODBUS_METER_KEYS = {"unit_id", "model", "load", "initial_kwh", "faults"}
+_MODBUS_GROUP_KEYS = (_MODBUS_METER_KEYS - {"unit_id"}) | {"count", "first_unit_id"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +56,26 @@ class BusSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModbusMeterSpec:
+    """One simulated Modbus meter: ``faults`` as ``kind`` or ``kind:argument`` strings."""
+
+    unit_id: int
+    model: str
+    load: Mapping[str, Any] = field(default_factory=dict)
+    initial_kwh: Decimal = Decimal("1234.56")
+    faults: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModbusBusSpec:
+    """One simulated Modbus TCP bus (``[[modbus]]``)."""
+
+    name: str
+    listen: str = "tcp://127.0.0.1:0"
+    meters: tuple[ModbusMeterSpec, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     """A whole scenario file."""
 
@@ -63,6 +85,7 @@ class Scenario:
     seed: int = 1
     tou: TouSchedule = field(default_factory=TouSchedule)
     buses: tuple[BusSpec, ...] = ()
+    modbus: tuple[ModbusBusSpec, ...] = ()
     path: Path | None = None
 
 
@@ -103,6 +126,17 @@ def load_scenario(name_or_path: str, *, models: Mapping[str, MeterModel] | None 
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return parse_scenario(document, path, models=models)
+
+
+def parse_scenario(
+    document: Mapping[str, Any], path: Path, *, models: Mapping[str, MeterModel] | None = None
+) -> Scenario:
+    """Validate a parsed scenario document (as read from ``path``).
+
+    Raises:
+        ConfigError: the message names the file and entry.
+    """
     known = models if models is not None else load_models()
     try:
         return _scenario(document, path, known)
@@ -121,7 +155,7 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None
 def _scenario(
     document: Mapping[str, Any], path: Path, models: Mapping[str, MeterModel]
 ) -> Scenario:
-    _check_keys(document, {"scenario", "bus"}, "top level")
+    _check_keys(document, {"scenario", "bus", "modbus"}, "top level")
     head = document.get("scenario", {})
     _check_keys(head, {"description", "history_days", "seed", "tou"}, "[scenario]")
     tou = TouSchedule.from_list(head["tou"]) if "tou" in head else TouSchedule()
@@ -160,8 +194,47 @@ def _scenario(
         seed=int(head.get("seed", 1)),
         tou=tou,
         buses=tuple(buses),
+        modbus=tuple(
+            _modbus_bus(raw, f"modbus #{i} ({raw.get('name', '?')})", models)
+            for i, raw in enumerate(document.get("modbus", []), start=1)
+        ),
         path=path,
     )
+
+
+def _modbus_bus(
+    raw: Mapping[str, Any], where: str, models: Mapping[str, MeterModel]
+) -> ModbusBusSpec:
+    from amigate.simulators.modbus_meter import FAULTS
+
+    _check_keys(raw, {"name", "listen", "meters", "groups"}, where)
+    entries: list[tuple[int, Mapping[str, Any], str]] = []
+    for j, m in enumerate(raw.get("meters", []), start=1):
+        _check_keys(m, _MODBUS_METER_KEYS, f"{where} meter #{j}")
+        entries.append((int(m.get("unit_id", 0)), m, f"{where} meter #{j}"))
+    for j, g in enumerate(raw.get("groups", []), start=1):
+        _check_keys(g, _MODBUS_GROUP_KEYS, f"{where} group #{j}")
+        first, count = int(g.get("first_unit_id", 0)), int(g.get("count", 0))
+        entries.extend((first + n, g, f"{where} group #{j}") for n in range(count))
+    meters: list[ModbusMeterSpec] = []
+    for unit, m, at in entries:
+        model = str(m.get("model"))
+        if not 1 <= unit <= 247 or any(x.unit_id == unit for x in meters):
+            raise ConfigError(f"{at}: unit id {unit} is outside 1..247 or used twice")
+        if model not in models or models[model].modbus is None:
+            raise ConfigError(f"{at}: {model!r} is not a Modbus model")
+        faults = tuple(str(f) for f in m.get("faults", []))
+        for fault in faults:
+            if fault.split(":")[0] not in FAULTS:
+                raise ConfigError(f"{at}: fault {fault!r} is not one of {', '.join(FAULTS)}")
+        meters.append(ModbusMeterSpec(
+            unit_id=unit, model=model, load=dict(m.get("load", {})), faults=faults,
+            initial_kwh=Decimal(str(m.get("initial_kwh", "1234.56"))),
+        ))  # fmt: skip
+    listen = str(raw.get("listen", "tcp://127.0.0.1:0"))
+    if not listen.startswith("tcp://"):
+        raise ConfigError(f"{where}: listen = {listen!r} must be tcp://HOST:PORT")
+    return ModbusBusSpec(name=str(raw.get("name", "modbus")), listen=listen, meters=tuple(meters))
 
 
 def _address(text: object, where: str) -> str:

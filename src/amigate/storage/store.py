@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -70,15 +70,7 @@ class Store:
         Raises:
             StorageError: a meter with the same protocol, bus and address exists.
         """
-        now = utcnow()
-        row = MeterRow(
-            address=meter.address, protocol=str(meter.protocol), model=meter.model, bus=meter.bus,
-            service_point=meter.service_point, ct_ratio=meter.ct_ratio, pt_ratio=meter.pt_ratio,
-            rated_voltage=meter.rated_voltage, rated_current=meter.rated_current,
-            max_current=meter.max_current, timezone=meter.timezone,
-            transformer_area=meter.transformer_area, role=str(meter.role),
-            status=str(meter.status), created_at=now, updated_at=now,
-        )  # fmt: skip
+        row = _row(meter, utcnow())
         try:
             with translate_errors(self.engine), Session(self.engine) as session, session.begin():
                 session.add(row)
@@ -96,6 +88,42 @@ class Store:
         """All meters, by id."""
         with translate_errors(self.engine), Session(self.engine) as session:
             return [_meter(r) for r in session.scalars(select(MeterRow).order_by(MeterRow.id))]
+
+    def register_meters(self, meters: Sequence[Meter]) -> list[Meter]:
+        """Store the meters not stored yet; return every one as stored (with its id).
+
+        A meter is the same meter when protocol, bus and address match; a stored one
+        keeps its id, settings and status (a retired meter stays retired).
+        """
+        now = utcnow()
+        out: list[Meter] = []
+        with translate_errors(self.engine), Session(self.engine) as session, session.begin():
+            stored = {
+                (r.protocol, r.bus, r.address): r for r in session.scalars(select(MeterRow))
+            }  # fmt: skip
+            for meter in meters:
+                row = stored.get((str(meter.protocol), meter.bus, meter.address))
+                if row is None:
+                    row = _row(meter, now)
+                    session.add(row)
+                    session.flush()
+                    stored[(row.protocol, row.bus, row.address)] = row
+                out.append(_meter(row))
+        return out
+
+    def retire_meter(self, meter_id: int) -> Meter:
+        """Mark a meter retired: no longer read; its data stays.
+
+        Raises:
+            StorageError: no meter with that id.
+        """
+        with translate_errors(self.engine), Session(self.engine) as session, session.begin():
+            row = session.get(MeterRow, meter_id)
+            if row is None:
+                raise StorageError(f"no meter with id {meter_id}")
+            row.status = str(MeterStatus.RETIRED)
+            row.updated_at = utcnow()
+            return _meter(row)
 
     # --- channels ---------------------------------------------------------------
 
@@ -364,6 +392,26 @@ class Store:
                 for code, ts, duration in session.execute(query)
             }
 
+    def interval_counts(
+        self, channel: str, start: datetime, end: datetime
+    ) -> dict[int, tuple[int, int]]:
+        """Per meter, original intervals of ``channel`` starting in ``[start, end)``.
+
+        Returns:
+            ``meter id -> (actual, missing)`` counts, for the daily success rate.
+        """
+        cid = self.channel_id(channel)
+        t = IntervalRow
+        actual = func.sum(case((t.quality == int(Quality.ACTUAL), 1), else_=0))
+        missing = func.sum(case((t.quality == int(Quality.MISSING), 1), else_=0))
+        query = (
+            select(t.meter_id, actual, missing)
+            .where(t.channel_id == cid, t.ts >= start, t.ts < end)
+            .group_by(t.meter_id)
+        )
+        with translate_errors(self.engine), Session(self.engine) as session:
+            return {m: (int(a or 0), int(x or 0)) for m, a, x in session.execute(query)}
+
     def add_anomalies(self, anomalies: Sequence[Anomaly]) -> list[int]:
         """Store anomalies and return their ids."""
         now = utcnow()
@@ -393,6 +441,17 @@ class Store:
             version=version, source=Source(r.source),
             created_by=getattr(r, "created_by", SYSTEM_USER), comment=getattr(r, "comment", None),
         )  # fmt: skip
+
+
+def _row(meter: Meter, now: datetime) -> MeterRow:
+    return MeterRow(
+        address=meter.address, protocol=str(meter.protocol), model=meter.model, bus=meter.bus,
+        service_point=meter.service_point, ct_ratio=meter.ct_ratio, pt_ratio=meter.pt_ratio,
+        rated_voltage=meter.rated_voltage, rated_current=meter.rated_current,
+        max_current=meter.max_current, timezone=meter.timezone,
+        transformer_area=meter.transformer_area, role=str(meter.role),
+        status=str(meter.status), created_at=now, updated_at=now,
+    )  # fmt: skip
 
 
 def _meter(row: MeterRow) -> Meter:

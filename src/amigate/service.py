@@ -1,0 +1,306 @@
+"""The collection service: the HTTP API and one bus worker per bus, in one asyncio process.
+
+:class:`Service` registers the fleet's meters in the database (new ones are added,
+known ones keep their ids), opens every bus and reads all of them concurrently,
+while uvicorn serves the API (``/healthz``, ``/readyz``, ``/metrics``) in the same
+event loop. SIGINT or SIGTERM stops it gracefully: each worker ends after the
+meter it is reading (and stores that cycle), the API stops, drivers close; the
+caller disposes of the engine.
+
+Meters added with ``amigate meters add`` on a bus of the fleet are read as well;
+retired meters are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import uvicorn
+
+from amigate.api import create_app
+from amigate.codecs import Dlt645Version
+from amigate.config import Settings
+from amigate.domain import Meter, MeterStatus, Protocol
+from amigate.drivers.dlt645 import Dlt645Client
+from amigate.drivers.modbus import ModbusBus, ModbusMeter
+from amigate.errors import AmigateError, PortUnavailable
+from amigate.fleet import BusConfig, Fleet
+from amigate.meter_models import MeterModel
+from amigate.metrics import DayCompleteness, Metrics
+from amigate.poller import BusWorker, Dlt645Reader, MeterReader, ModbusReader
+from amigate.storage import Store
+from amigate.transports import open_transport
+from amigate.transports.url import SerialParams, parse_url
+
+__all__ = ["Service", "TimeBase"]
+
+_LOG = logging.getLogger(__name__)
+#: The register whose intervals count for the daily success rate.
+_SUCCESS_CHANNEL = "1.8.0"
+#: Seconds between attempts to open a bus that cannot be opened.
+_REOPEN_S = 30.0
+#: Seconds a worker may take to finish its meter after a stop request.
+_STOP_GRACE_S = 10.0
+
+
+class TimeBase:
+    """The collection clock: real UTC time, or time running ``scale`` times faster.
+
+    A scaled clock lets a demo or a test watch hours of 1-minute intervals in
+    minutes; simulated meters are given the same clock so both sides agree.
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        """Start now; ``scale`` > 1 speeds time up from this moment."""
+        self.scale = scale
+        self._wall = datetime.now(UTC)
+        self._mono = time.monotonic()
+
+    def now(self) -> datetime:
+        """The current (possibly scaled) UTC time."""
+        if self.scale == 1:
+            return datetime.now(UTC)
+        return self._wall + timedelta(seconds=(time.monotonic() - self._mono) * self.scale)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of this clock."""
+        await asyncio.sleep(max(0.0, seconds) / self.scale)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class _Bus:
+    config: BusConfig
+    meters: list[Meter]
+    worker: BusWorker | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Service:
+    """``amigate run``: the API, and bus workers when a fleet is configured."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        fleet: Fleet | None,
+        models: Mapping[str, MeterModel],
+        host: str,
+        port: int,
+        clock: TimeBase | None = None,
+        metrics: Metrics | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        """Set up the service (nothing runs until :meth:`run`)."""
+        self.settings = settings
+        self.store = store
+        self.fleet = fleet
+        self.models = models
+        self.host, self.port = host, port
+        self.clock = clock or TimeBase(settings.time_scale)
+        self.metrics = metrics or Metrics()
+        self.metrics.set_completeness(self.completeness if fleet else None)
+        self.buses: list[_Bus] = []
+        self.workers_started = False
+        self._on_ready = on_ready
+        self._stop = asyncio.Event()
+
+    # --- meters -------------------------------------------------------------------------
+
+    def register_meters(self) -> None:
+        """Store the fleet's meters and collect, per bus, the meters to read."""
+        if self.fleet is None:
+            return
+        self.store.register_meters(self.fleet.meters)
+        stored = self.store.meters()
+        names = {b.name for b in self.fleet.buses}
+        for bus in self.fleet.buses:
+            meters = [
+                m for m in stored
+                if m.bus == bus.name and m.protocol == bus.protocol
+                and m.status is not MeterStatus.RETIRED
+            ]  # fmt: skip
+            self.buses.append(_Bus(config=bus, meters=meters))
+        orphans = sorted({m.bus for m in stored if m.bus not in names and m.status != "retired"})
+        if orphans:
+            _LOG.warning(
+                "meters on bus(es) %s are not read: no such bus in %s", ", ".join(orphans),
+                self.fleet.path or "the fleet",
+            )  # fmt: skip
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready once every bus worker has been started."""
+        if not self.workers_started:
+            return False, "bus workers not started yet"
+        return True, ""
+
+    def completeness(self) -> list[DayCompleteness]:
+        """Meters with a complete day, yesterday and so far today (site timezone)."""
+        tz = self.settings.timezone
+        local = self.clock.now().astimezone(tz)
+        today = datetime(local.year, local.month, local.day, tzinfo=tz)
+        yesterday = (today - timedelta(days=1)).replace(tzinfo=tz)
+        tomorrow = (today + timedelta(days=1)).replace(tzinfo=tz)
+        minutes = {
+            m.id: bus.config.plan.interval_minutes for bus in self.buses for m in bus.meters if m.id
+        }  # fmt: skip
+        before = self.store.interval_counts(_SUCCESS_CHANNEL, yesterday, today)
+        day_s = (today.astimezone(UTC) - yesterday.astimezone(UTC)).total_seconds()
+        full = sum(
+            1 for ident, mins in minutes.items()
+            if before.get(ident, (0, 0))[0] >= day_s // (mins * 60)
+        )  # fmt: skip
+        now = self.store.interval_counts(_SUCCESS_CHANNEL, today, tomorrow)
+        so_far = sum(1 for i in minutes if now.get(i, (0, 0))[0] > 0 and now[i][1] == 0)
+        return [
+            DayCompleteness("yesterday", full, len(minutes)),
+            DayCompleteness("today", so_far, len(minutes)),
+        ]
+
+    # --- running ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the service to stop (what SIGINT and SIGTERM do)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop`, SIGINT or SIGTERM.
+
+        Raises:
+            PortUnavailable: the API port cannot be bound.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        app = create_app(self.settings, self.store.engine, metrics=self.metrics,
+                         readiness=self.readiness)  # fmt: skip
+        config = uvicorn.Config(
+            app, host=self.host, port=self.port, log_level=self.settings.log_level.lower(),
+            access_log=self.settings.log_level == "DEBUG", lifespan="off",
+        )  # fmt: skip
+        server = _Server(config)
+        api = asyncio.create_task(self._serve(server), name="api")
+        try:
+            await asyncio.to_thread(self.register_meters)
+            for bus in self.buses:
+                bus.tasks.append(asyncio.create_task(self._bus(bus), name=f"bus {bus.config.name}"))
+            self.workers_started = True
+            # uvicorn offers no event for "listening"
+            while not server.started and not api.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            if server.started and self._on_ready is not None:
+                self._on_ready()
+            stopper = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({api, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+        finally:
+            _LOG.info("stopping: workers finish the meter they are reading")
+            await self._stop_buses()
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await api
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        _LOG.info("stopped")
+
+    async def _serve(self, server: _Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind
+            raise PortUnavailable(
+                f"the API cannot listen on {self.host}:{self.port} (in use?)"
+            ) from None
+
+    async def _stop_buses(self) -> None:
+        for bus in self.buses:
+            if bus.worker is not None:
+                bus.worker.stop()
+        tasks = [t for bus in self.buses for t in bus.tasks]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=_STOP_GRACE_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for bus in self.buses:
+            if bus.close is not None:
+                with contextlib.suppress(AmigateError, OSError):
+                    await bus.close()
+
+    async def _bus(self, bus: _Bus) -> None:
+        """Open the bus (retrying while it cannot be opened), then read it until stopped."""
+        name = bus.config.name
+        if not bus.meters:
+            _LOG.warning("bus %s: no active meters; nothing to read", name)
+            return
+        warned = False
+        while not self._stop.is_set():
+            try:
+                readers, bus.close = await self._open(bus.config, bus.meters)
+                break
+            except AmigateError as exc:
+                if not warned:
+                    _LOG.error("bus %s: cannot open %s: %s; retrying every %.0f s",
+                               name, bus.config.url, exc, _REOPEN_S)  # fmt: skip
+                    warned = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), _REOPEN_S)
+        else:
+            return
+        if warned:
+            _LOG.info("bus %s: opened %s", name, bus.config.url)
+        bus.worker = BusWorker(
+            bus.config, bus.meters, readers, self.store, self.models,
+            clock=self.clock.now, sleep=self.clock.sleep, metrics=self.metrics,
+        )  # fmt: skip
+        if self._stop.is_set():
+            return
+        try:
+            await bus.worker.run()
+        except AmigateError as exc:
+            _LOG.error("bus %s: worker ended: %s", name, exc)
+
+    async def _open(
+        self, bus: BusConfig, meters: Sequence[Meter]
+    ) -> tuple[dict[int, MeterReader], Callable[[], Awaitable[None]]]:
+        plan = bus.plan
+        if bus.protocol is Protocol.MODBUS:
+            modbus = ModbusBus(bus.url)
+            await modbus.open()
+            # The worker isolates dead meters on its own schedule: no driver-level backoff.
+            modbus_readers: dict[int, MeterReader] = {
+                m.id: ModbusReader(ModbusMeter(
+                    modbus, self.models[m.model], int(m.address), timeout=plan.timeout_s or 0.5,
+                    retries=plan.retries, backoff=1e-3, backoff_max=1e-3,
+                ))
+                for m in meters if m.id is not None
+            }  # fmt: skip
+            return modbus_readers, modbus.aclose
+        params = parse_url(bus.url)
+        serial = isinstance(params, SerialParams)
+        transport = await open_transport(params)
+        client = Dlt645Client(
+            transport, version=Dlt645Version(str(bus.protocol)),
+            baud=params.baudrate if isinstance(params, SerialParams) else 2400,
+            bits_per_char=params.bits_per_char if isinstance(params, SerialParams) else 11,
+            retries=plan.retries, timeout=plan.timeout_s or None, slack=0.3 if serial else 0.5,
+        )  # fmt: skip
+        readers: dict[int, MeterReader] = {
+            m.id: Dlt645Reader(client, m.address) for m in meters if m.id is not None
+        }
+        return readers, transport.aclose
