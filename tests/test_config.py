@@ -79,3 +79,17 @@ def test_show_masks_the_database_password(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("AMIGATE_DATABASE_URL", "postgresql://meter:s3cret@db:5432/amigate")
     shown = effective_settings(load_settings())
     assert shown["database_url"] == "postgresql://meter:***@db:5432/amigate"
+
+
+def test_time_origin_keeps_a_scaled_clock_continuous_across_restarts() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from amigate.service import TimeBase
+
+    origin = datetime.now(UTC) - timedelta(seconds=10)
+    settings = load_settings(time_scale=30, time_origin=origin.isoformat())
+    assert settings.time_origin == origin
+    clock = TimeBase(settings.time_scale, origin=settings.time_origin)
+    assert abs(clock.now() - (origin + timedelta(seconds=300))) < timedelta(seconds=30)
+    with pytest.raises(ConfigError, match="time_origin"):
+        load_settings(time_origin="2026-05-04T00:00:00")

@@ -9,7 +9,7 @@ never import this module.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -64,6 +64,21 @@ class Settings(BaseSettings):
         description="the collection clock runs this many times faster than real time "
         "(demos and tests against simulators only; stored times are then simulated)",
     )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="folder of the local spool that keeps collected rows while the database "
+        "is away (default: amigate-spool next to a SQLite database, else ./amigate-spool)",
+    )
+    spool_max_rows: int = Field(
+        default=1_000_000,
+        description="rows the spool of one bus may hold; when full the oldest backfill-able "
+        "reads are dropped first, then the oldest others, with an ERROR",
+    )
+    time_origin: datetime | None = Field(
+        default=None,
+        description="with time_scale, the scaled clock reads origin + scale x (now - origin); "
+        "a fixed origin keeps it continuous across restarts (default: when the process starts)",
+    )
     timescale_chunk_interval: str = Field(
         default="1 day",
         description="chunk_time_interval of new hypertables (see README: chunk sizing)",
@@ -95,6 +110,20 @@ class Settings(BaseSettings):
             raise ValueError("must be within 1..3600 (1 = real time)")
         return value
 
+    @field_validator("time_origin")
+    @classmethod
+    def _check_time_origin(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("needs a timezone (e.g. 2026-05-04T00:00:00Z)")
+        return value
+
+    @field_validator("spool_max_rows")
+    @classmethod
+    def _check_spool_max_rows(cls, value: int) -> int:
+        if not 100 <= value <= 1_000_000_000:
+            raise ValueError("must be within 100..1,000,000,000 rows")
+        return value
+
     @field_validator("interval_minutes")
     @classmethod
     def _check_interval(cls, value: int) -> int:
@@ -115,6 +144,16 @@ class Settings(BaseSettings):
     def interval(self) -> timedelta:
         """The interval length as a timedelta."""
         return timedelta(minutes=self.interval_minutes)
+
+    @property
+    def spool_path(self) -> Path:
+        """The spool folder: ``spool_dir``, or the default for the database."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        url = urlsplit(self.database_url.get_secret_value())
+        if url.scheme.split("+")[0] == "sqlite" and url.path not in ("", "/", "/:memory:"):
+            return Path(url.path[1:]).parent / "amigate-spool"
+        return Path("amigate-spool")
 
     @property
     def timezone(self) -> ZoneInfo:

@@ -13,6 +13,9 @@ success rate) are computed by a collector when the registry is rendered.
 ``amigate_meters{bus}``                    meters polled on the bus
 ``amigate_meters_unavailable{bus}``        meters currently marked unavailable
 ``amigate_collection_success_ratio{day}``  meters with a complete day / meters
+``amigate_spool_rows{bus}``                rows in the local spool, waiting for the database
+``amigate_spool_dropped_rows_total``       rows dropped from a full spool, by ``bus`` and
+                                           ``kind`` = backfillable | other
 =========================================  ==========================================
 
 A *complete day* is the utilities' count: every interval of the local day read
@@ -98,6 +101,14 @@ class Metrics:
             "amigate_meters_unavailable", "Meters currently marked unavailable.", ["bus"],
             registry=r,
         )  # fmt: skip
+        self.spool = Gauge(
+            "amigate_spool_rows", "Rows in the local spool, waiting for the database.", ["bus"],
+            registry=r,
+        )  # fmt: skip
+        self.spool_dropped = Counter(
+            "amigate_spool_dropped_rows", "Rows dropped from a full spool (backfillable, other).",
+            ["bus", "kind"], registry=r,
+        )  # fmt: skip
         r.register(_Derived(self))
 
     # --- reported by bus workers ------------------------------------------------------
@@ -123,6 +134,14 @@ class Metrics:
     def set_unavailable(self, bus: str, count: int) -> None:
         """``count`` meters of the bus are marked unavailable now."""
         self.unavailable.labels(bus).set(count)
+
+    def set_spool(self, bus: str, rows: int, *, backfillable: int = 0, other: int = 0) -> None:
+        """``rows`` rows wait in the bus's spool; ``backfillable`` + ``other`` were just dropped."""
+        self.spool.labels(bus).set(rows)
+        if backfillable:
+            self.spool_dropped.labels(bus, "backfillable").inc(backfillable)
+        if other:
+            self.spool_dropped.labels(bus, "other").inc(other)
 
     def set_completeness(self, completeness: Completeness | None) -> None:
         """Set (or clear) how the daily success rate is computed."""

@@ -26,10 +26,10 @@ from decimal import Decimal
 from typing import Protocol as TypingProtocol
 
 from amigate.codecs import Dlt645Version, find_di
-from amigate.domain import Anomaly, Interval, Meter, RegisterRead, Sample, Source
+from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
 from amigate.drivers.dlt645 import Dlt645Client
 from amigate.drivers.modbus import ModbusMeter
-from amigate.errors import AmigateError, ReadTimeout
+from amigate.errors import AmigateError, ReadTimeout, StorageUnavailable
 from amigate.fleet import BusConfig
 from amigate.meter_models import DataId, MeterModel, PointKind, PointSpec, Poll, Register
 from amigate.metrics import Metrics
@@ -41,6 +41,7 @@ from amigate.normalize import (
     floor_boundary,
     sample_multiplier,
 )
+from amigate.spool import Row, Spool, drain
 from amigate.storage.store import Store
 
 __all__ = [
@@ -173,6 +174,7 @@ class BusWorker:
         sleep: Sleep = asyncio.sleep,
         meter_budget_s: float | None = None,
         metrics: Metrics | None = None,
+        spool: Spool | None = None,
     ) -> None:
         """Set up the worker (nothing is read until :meth:`run` or :meth:`poll_cycle`).
 
@@ -187,6 +189,8 @@ class BusWorker:
             meter_budget_s: the longest one meter's turn may take, a backstop behind
                 the drivers' own timeouts (default: from the plan and the points).
             metrics: where reads, latency and availability are reported.
+            spool: where each cycle's rows are kept (fsync'ed) until the database has
+                them (default: in memory, bounded; lost on a crash).
         """
         self.bus = bus
         self.plan = bus.plan
@@ -199,6 +203,8 @@ class BusWorker:
         self._sleep = sleep
         self._budget = meter_budget_s
         self.metrics = metrics
+        self.spool = spool or Spool(None, max_rows=100_000, name=bus.name)
+        self._outage: datetime | None = None  # since when the database is away
         self._stopping = asyncio.Event()
         self.health: dict[int, MeterHealth] = {m.id: MeterHealth() for m in self.meters if m.id}
         self._series: dict[tuple[int, str], SeriesNormalizer] = {}
@@ -208,6 +214,12 @@ class BusWorker:
         self._intervals: list[Interval] = []
         self._samples: list[Sample] = []
         self._anomalies: list[Anomaly] = []
+        #: Meters whose reads can be read again from their memory (dropped first when full).
+        self.backfillable = frozenset(
+            m.id for m in self.meters
+            if m.id is not None and m.protocol is not Protocol.MODBUS
+            and models[m.model].memory.load_profile_days > 0
+        )  # fmt: skip
         for meter in self.meters:
             assert meter.id is not None
             model = models[meter.model]
@@ -222,7 +234,15 @@ class BusWorker:
     # --- lifecycle --------------------------------------------------------------------
 
     async def restore(self) -> None:
-        """Resume each series from what is stored (after a restart)."""
+        """Resume each series from what is stored (after a restart), spooled rows included.
+
+        Raises:
+            StorageUnavailable: the database is away.
+        """
+        if len(self.spool):
+            await self._drain()
+            if self._outage is not None:
+                raise StorageUnavailable("the spooled rows cannot be stored yet")
         for meter in self.meters:
             assert meter.id is not None
             reads = await asyncio.to_thread(self.store.last_register_reads, meter.id)
@@ -259,7 +279,19 @@ class BusWorker:
 
     async def run(self) -> None:
         """Read every interval until cancelled or :meth:`stop` is called."""
-        await self.restore()
+        warned = False
+        while True:
+            try:
+                await self.restore()
+                break
+            except StorageUnavailable as exc:
+                if not warned:
+                    _LOG.error("bus %s: cannot resume from the database: %s; retrying",
+                               self.bus.name, exc)  # fmt: skip
+                    warned = True
+                await self._pause(min(30.0, self.interval.total_seconds() / 4))
+                if self.stopping:
+                    return
         if self.metrics is not None:
             self.metrics.bus_started(self.bus.name, len(self.meters))
         _LOG.info(
@@ -392,29 +424,36 @@ class BusWorker:
         report.anomalies += len(outcome.anomalies)
 
     async def _flush(self, report: CycleReport) -> None:
-        """Store the cycle's rows: register reads first, so a restart resumes from them."""
-        reads, intervals, samples, anomalies = (
-            self._reads, self._intervals, self._samples, self._anomalies
-        )  # fmt: skip
+        """Spool the cycle's rows (durably: the cycle is then done), then drain the spool.
+
+        The database may be away: the rows wait in the spool and later cycles drain
+        them oldest first; register reads go first, so a restart resumes from them.
+        """
+        rows: list[Row] = [*self._reads, *self._intervals, *self._samples, *self._anomalies]
         self._reads, self._intervals, self._samples, self._anomalies = [], [], [], []
+        dropped = await asyncio.to_thread(self.spool.append, rows, backfillable=self.backfillable)
+        if self.metrics is not None and dropped.total:
+            self.metrics.set_spool(self.bus.name, len(self.spool),
+                                   backfillable=dropped.backfillable, other=dropped.other)
+        await self._drain()
 
-        def write() -> None:
-            if reads:
-                self.store.ingest_register_reads(reads)
-            if intervals:
-                self.store.ingest_intervals(intervals)
-            if samples:
-                self.store.ingest_samples(samples)
-            if anomalies:
-                self.store.add_anomalies(anomalies)
-
+    async def _drain(self) -> None:
+        """Store the spool oldest first; log once when the database goes and once back."""
+        waiting = len(self.spool)
         try:
-            await asyncio.to_thread(write)
-        except AmigateError as exc:
-            _LOG.error(
-                "bus %s: storing cycle %s failed: %s", self.bus.name, report.boundary.isoformat(),
-                exc,
-            )  # fmt: skip
+            await asyncio.to_thread(drain, self.spool, self.store)
+        except StorageUnavailable as exc:
+            if self._outage is None:
+                self._outage = self._clock()
+                _LOG.warning("bus %s: database unavailable: spooling %d rows (%s)",
+                             self.bus.name, len(self.spool), exc)  # fmt: skip
+        else:
+            if self._outage is not None:
+                _LOG.info("bus %s: database is back: drained %d rows after %s", self.bus.name,
+                          waiting, self._clock() - self._outage)  # fmt: skip
+                self._outage = None
+        if self.metrics is not None:
+            self.metrics.set_spool(self.bus.name, len(self.spool))
 
     # --- availability -----------------------------------------------------------------
 

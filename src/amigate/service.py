@@ -35,6 +35,7 @@ from amigate.fleet import BusConfig, Fleet
 from amigate.meter_models import MeterModel
 from amigate.metrics import DayCompleteness, Metrics
 from amigate.poller import BusWorker, Dlt645Reader, MeterReader, ModbusReader
+from amigate.spool import Spool
 from amigate.storage import Store
 from amigate.transports import open_transport
 from amigate.transports.url import SerialParams, parse_url
@@ -57,11 +58,15 @@ class TimeBase:
     minutes; simulated meters are given the same clock so both sides agree.
     """
 
-    def __init__(self, scale: float = 1.0) -> None:
-        """Start now; ``scale`` > 1 speeds time up from this moment."""
+    def __init__(self, scale: float = 1.0, *, origin: datetime | None = None) -> None:
+        """Start now; ``scale`` > 1 speeds time up from ``origin`` (default: this moment).
+
+        A fixed ``origin`` maps wall time to the same scaled time in every process,
+        so a restarted service carries on where the previous one stopped.
+        """
         self.scale = scale
-        self._wall = datetime.now(UTC)
-        self._mono = time.monotonic()
+        wall, self._mono = datetime.now(UTC), time.monotonic()
+        self._wall = wall if origin is None else origin + (wall - origin) * scale
 
     def now(self) -> datetime:
         """The current (possibly scaled) UTC time."""
@@ -88,6 +93,7 @@ class _Bus:
     meters: list[Meter]
     worker: BusWorker | None = None
     close: Callable[[], Awaitable[None]] | None = None
+    spool: Spool | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -113,7 +119,7 @@ class Service:
         self.fleet = fleet
         self.models = models
         self.host, self.port = host, port
-        self.clock = clock or TimeBase(settings.time_scale)
+        self.clock = clock or TimeBase(settings.time_scale, origin=settings.time_origin)
         self.metrics = metrics or Metrics()
         self.metrics.set_completeness(self.completeness if fleet else None)
         self.buses: list[_Bus] = []
@@ -241,6 +247,8 @@ class Service:
             if bus.close is not None:
                 with contextlib.suppress(AmigateError, OSError):
                     await bus.close()
+            if bus.spool is not None:
+                bus.spool.close()
 
     async def _bus(self, bus: _Bus) -> None:
         """Open the bus (retrying while it cannot be opened), then read it until stopped."""
@@ -264,9 +272,12 @@ class Service:
             return
         if warned:
             _LOG.info("bus %s: opened %s", name, bus.config.url)
+        name_safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        bus.spool = Spool(self.settings.spool_path / f"{name_safe}.spool",
+                          max_rows=self.settings.spool_max_rows, name=name)  # fmt: skip
         bus.worker = BusWorker(
             bus.config, bus.meters, readers, self.store, self.models,
-            clock=self.clock.now, sleep=self.clock.sleep, metrics=self.metrics,
+            clock=self.clock.now, sleep=self.clock.sleep, metrics=self.metrics, spool=bus.spool,
         )  # fmt: skip
         if self._stop.is_set():
             return
