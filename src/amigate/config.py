@@ -15,7 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -83,6 +83,55 @@ class Settings(BaseSettings):
         default="1 day",
         description="chunk_time_interval of new hypertables (see README: chunk sizing)",
     )
+
+    clock_check_hours: float = Field(
+        default=24.0,
+        description="hours between two clock checks (date + time read) of a DL/T 645 meter",
+    )
+    clock_offset_threshold_s: float = Field(
+        default=60.0,
+        description="a meter clock off by more than this many seconds is flagged "
+        "(anomaly clock_offset) and corrected by broadcast time sync when within the limit",
+    )
+    # Meters accept a broadcast time set (08H) only for small corrections, at most once
+    # a day: /work/shared/references/dlt645.md §4.2 (08H broadcast time set, no reply)
+    # and §9 step 7 ("most meters only accept ± small corrections per day", a meter-side
+    # rule marked [U]); ±5 min once a day is the common field value.
+    clock_sync_limit_s: float = Field(
+        default=300.0,
+        description="largest offset (seconds) a broadcast time sync is used for; meters off "
+        "by more are only reported (0: never send a time sync)",
+    )
+
+    @field_validator("clock_check_hours")
+    @classmethod
+    def _check_clock_check_hours(cls, value: float) -> float:
+        if not 0.25 <= value <= 168:
+            raise ValueError("must be within 0.25..168 hours")
+        return value
+
+    @field_validator("clock_offset_threshold_s")
+    @classmethod
+    def _check_clock_threshold(cls, value: float) -> float:
+        if not 1 <= value <= 3600:
+            raise ValueError("must be within 1..3600 seconds")
+        return value
+
+    @field_validator("clock_sync_limit_s")
+    @classmethod
+    def _check_clock_sync_limit(cls, value: float) -> float:
+        if not 0 <= value <= 3600:
+            raise ValueError("must be within 0..3600 seconds (0 = never sync)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_clock_limits(self) -> Settings:
+        if self.clock_sync_limit_s and self.clock_sync_limit_s <= self.clock_offset_threshold_s:
+            raise ValueError(
+                f"clock_sync_limit_s ({self.clock_sync_limit_s:g}) must be above "
+                f"clock_offset_threshold_s ({self.clock_offset_threshold_s:g}), or 0"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -218,6 +218,23 @@ class Sample:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClockCheck:
+    """The offset of a meter clock against the collection clock at one check.
+
+    ``offset_s`` > 0: the meter clock is ahead. ``corrected``: the check follows a
+    time sync and the offset is back under the threshold.
+    """
+
+    meter_id: int
+    checked_at: datetime
+    offset_s: float
+    corrected: bool = False
+
+    def __post_init__(self) -> None:
+        require_aware("checked_at", self.checked_at)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Anomaly:
     """A typed event on a meter or a transformer area, raised by a validation rule."""
 

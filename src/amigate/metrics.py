@@ -109,6 +109,11 @@ class Metrics:
             "amigate_spool_dropped_rows", "Rows dropped from a full spool (backfillable, other).",
             ["bus", "kind"], registry=r,
         )  # fmt: skip
+        self.clock_offset = Gauge(
+            "amigate_clock_offset_seconds",
+            "Offset of the meter clock at its latest check (positive: ahead).",
+            ["bus", "meter"], registry=r,
+        )  # fmt: skip
         r.register(_Derived(self))
 
     # --- reported by bus workers ------------------------------------------------------
@@ -142,6 +147,10 @@ class Metrics:
             self.spool_dropped.labels(bus, "backfillable").inc(backfillable)
         if other:
             self.spool_dropped.labels(bus, "other").inc(other)
+
+    def set_clock_offset(self, bus: str, meter: str, seconds: float) -> None:
+        """The clock of ``meter`` (its address) was off by ``seconds`` at its latest check."""
+        self.clock_offset.labels(bus, meter).set(seconds)
 
     def set_completeness(self, completeness: Completeness | None) -> None:
         """Set (or clear) how the daily success rate is computed."""

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol as TypingProtocol
 
+from amigate.clocks import ClockKeeper, ClockPolicy, Dlt645Clock
 from amigate.codecs import Dlt645Version, find_di
 from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
 from amigate.drivers.dlt645 import Dlt645Client
@@ -69,7 +70,7 @@ class MeterReader(TypingProtocol):
         ...
 
 
-class Dlt645Reader:
+class Dlt645Reader(Dlt645Clock):
     """A DL/T 645 meter behind a shared :class:`Dlt645Client`: one read per point."""
 
     def __init__(self, client: Dlt645Client, address: str) -> None:
@@ -175,6 +176,7 @@ class BusWorker:
         meter_budget_s: float | None = None,
         metrics: Metrics | None = None,
         spool: Spool | None = None,
+        clock_policy: ClockPolicy | None = None,
     ) -> None:
         """Set up the worker (nothing is read until :meth:`run` or :meth:`poll_cycle`).
 
@@ -191,6 +193,7 @@ class BusWorker:
             metrics: where reads, latency and availability are reported.
             spool: where each cycle's rows are kept (fsync'ed) until the database has
                 them (default: in memory, bounded; lost on a crash).
+            clock_policy: how meter clocks are checked and synced (DL/T 645 readers only).
         """
         self.bus = bus
         self.plan = bus.plan
@@ -205,6 +208,8 @@ class BusWorker:
         self.metrics = metrics
         self.spool = spool or Spool(None, max_rows=100_000, name=bus.name)
         self._outage: datetime | None = None  # since when the database is away
+        self.clocks = ClockKeeper(bus.name, clock_policy or ClockPolicy(), store=store,
+                                  metrics=metrics, plan=bus.plan)  # fmt: skip
         self._stopping = asyncio.Event()
         self.health: dict[int, MeterHealth] = {m.id: MeterHealth() for m in self.meters if m.id}
         self._series: dict[tuple[int, str], SeriesNormalizer] = {}
@@ -255,6 +260,7 @@ class BusWorker:
                     slot = floor_boundary(read.read_at, self.interval)
                     series.anchor = Anchor(slot=slot, value=read.value, identity=_who(meter))
                 series.missing_until = ends.get(channel)
+        await self.clocks.restore([m.id for m in self.meters if m.id is not None])
 
     def stop(self) -> None:
         """Ask :meth:`run` to end after the meter being read now (its cycle is stored)."""
@@ -347,6 +353,10 @@ class BusWorker:
             self._recovered(meter)
             report.ok.append(meter.id)
             self._take(meter, values, boundary, report)
+            if self.clocks.due(meter.id, self._clock()):
+                await self.clocks.check(meter, self.readers[meter.id], self._clock, self._budget)
+        if not self.stopping:
+            await self.clocks.sync(self.meters, self.readers, self._clock())
         await self._flush(report)
         if self.metrics is not None:
             down = sum(1 for h in self.health.values() if not h.available)

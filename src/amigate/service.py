@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import uvicorn
 
 from amigate.api import create_app
+from amigate.clocks import ClockPolicy
 from amigate.codecs import Dlt645Version
 from amigate.config import Settings
 from amigate.domain import Meter, MeterStatus, Protocol
@@ -278,6 +279,7 @@ class Service:
         bus.worker = BusWorker(
             bus.config, bus.meters, readers, self.store, self.models,
             clock=self.clock.now, sleep=self.clock.sleep, metrics=self.metrics, spool=bus.spool,
+            clock_policy=ClockPolicy.from_settings(self.settings),
         )  # fmt: skip
         if self._stop.is_set():
             return

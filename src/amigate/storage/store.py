@@ -31,6 +31,7 @@ from amigate.domain import (
     to_micro,
 )
 from amigate.errors import ReadingRejected, StorageError
+from amigate.storage.clock_queries import ClockQueries
 from amigate.storage.engine import translate_errors
 from amigate.storage.ingest import (
     INTERVAL_VERSIONS,
@@ -54,7 +55,7 @@ from amigate.storage.models import (
 VersionSelector = Literal["latest", "original", "all"]
 
 
-class Store:
+class Store(ClockQueries):
     """Repository over one database (SQLite or PostgreSQL/TimescaleDB)."""
 
     def __init__(self, engine: Engine) -> None:
