@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from amigate.meter_models import MeterModel, load_models
 from amigate.storage import Store, make_engine, upgrade
 
 PG_URL = os.environ.get(
@@ -72,6 +74,21 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     eng = request.getfixturevalue("pg_engine")
     _truncate(eng)
     return eng
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A Store over a freshly migrated SQLite file (for tests of the layers above storage)."""
+    eng = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    upgrade(eng)
+    yield Store(eng)
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, MeterModel]:
+    """The shipped meter models."""
+    return load_models()
 
 
 @pytest.fixture

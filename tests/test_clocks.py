@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,11 +15,11 @@ from amigate.config import load_settings
 from amigate.domain import Meter, Protocol
 from amigate.errors import ConfigError, DataError
 from amigate.fleet import BusConfig, ReadPlan
-from amigate.meter_models import MeterModel, PointSpec, load_models
+from amigate.meter_models import MeterModel, PointSpec
 from amigate.metrics import Metrics
 from amigate.poller import BusWorker
 from amigate.simulators import ManualClock
-from amigate.storage import Store, make_engine, upgrade
+from amigate.storage import Store
 
 T0 = datetime(2025, 6, 1, 0, 0, tzinfo=UTC)
 IV = timedelta(minutes=15)
@@ -59,16 +58,8 @@ class FakeMeter:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    upgrade(engine)
-    yield Store(engine)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def models() -> dict[str, MeterModel]:
-    return load_models()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 def _worker(

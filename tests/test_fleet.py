@@ -11,7 +11,7 @@ import pytest
 from amigate.domain import MeterRole, Protocol
 from amigate.errors import ConfigError
 from amigate.fleet import ReadPlan, load_fleet, parse_fleet
-from amigate.meter_models import MeterModel, load_models
+from amigate.meter_models import MeterModel
 
 FLEET = """
 [plan.dlt645]
@@ -47,11 +47,6 @@ baud = 19200
 unit_id = 3
 model = "sdm630"
 """
-
-
-@pytest.fixture(scope="module")
-def models() -> dict[str, MeterModel]:
-    return load_models()
 
 
 def test_a_fleet_file_loads_with_defaults_and_overrides(
