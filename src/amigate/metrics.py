@@ -114,6 +114,14 @@ class Metrics:
             "Offset of the meter clock at its latest check (positive: ahead).",
             ["bus", "meter"], registry=r,
         )  # fmt: skip
+        self.backfill_backlog = Gauge(
+            "amigate_backfill_backlog_intervals",
+            "Intervals still covered by a gap span that backfill may replace.", ["bus"], registry=r,
+        )  # fmt: skip
+        self.backfilled = Gauge(
+            "amigate_backfilled_intervals",
+            "Intervals filled from meter memory (load profile) since start.", ["bus"], registry=r,
+        )  # fmt: skip
         r.register(_Derived(self))
 
     # --- reported by bus workers ------------------------------------------------------
@@ -147,6 +155,11 @@ class Metrics:
             self.spool_dropped.labels(bus, "backfillable").inc(backfillable)
         if other:
             self.spool_dropped.labels(bus, "other").inc(other)
+
+    def set_backfill(self, bus: str, backlog: int, done: int) -> None:
+        """``backlog`` intervals wait for backfill on the bus; ``done`` were filled so far."""
+        self.backfill_backlog.labels(bus).set(backlog)
+        self.backfilled.labels(bus).set(done)
 
     def set_clock_offset(self, bus: str, meter: str, seconds: float) -> None:
         """The clock of ``meter`` (its address) was off by ``seconds`` at its latest check."""

@@ -23,24 +23,29 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol as TypingProtocol
 
-from amigate.clocks import ClockKeeper, ClockPolicy, Dlt645Clock
-from amigate.codecs import Dlt645Version, find_di
+from amigate.backfill import Backfiller
+from amigate.clocks import ClockKeeper, ClockPolicy
 from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
-from amigate.drivers.dlt645 import Dlt645Client
-from amigate.drivers.modbus import ModbusMeter
 from amigate.errors import AmigateError, ReadTimeout, StorageUnavailable
 from amigate.fleet import BusConfig
-from amigate.meter_models import DataId, MeterModel, PointKind, PointSpec, Poll, Register
+from amigate.meter_models import MeterModel, PointKind, PointSpec
 from amigate.metrics import Metrics
 from amigate.normalize import (
+    SPAN_REASON,
     Anchor,
-    ChannelPolicy,
     Outcome,
     SeriesNormalizer,
     floor_boundary,
     sample_multiplier,
+)
+from amigate.readers import (
+    Dlt645Reader,
+    MeterReader,
+    ModbusReader,
+    channel_policy,
+    cycle_points,
+    register_capacity,
 )
 from amigate.spool import Row, Spool, drain
 from amigate.storage.store import Store
@@ -58,84 +63,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
-#: Margin on the nameplate power before an increase counts as implausible.
-_POWER_MARGIN = Decimal("1.5")
-
-
-class MeterReader(TypingProtocol):
-    """Reads points of one meter through a driver."""
-
-    async def read(self, points: Sequence[PointSpec]) -> dict[str, Decimal | None]:
-        """Return the value of each point by channel (``None``: the meter has no value)."""
-        ...
-
-
-class Dlt645Reader(Dlt645Clock):
-    """A DL/T 645 meter behind a shared :class:`Dlt645Client`: one read per point."""
-
-    def __init__(self, client: Dlt645Client, address: str) -> None:
-        """Read the meter at ``address`` through ``client``."""
-        self.client = client
-        self.address = address
-
-    async def read(self, points: Sequence[PointSpec]) -> dict[str, Decimal | None]:
-        """Read each point; the first failure ends the meter's turn (a dead meter costs one)."""
-        out: dict[str, Decimal | None] = {}
-        for point in points:
-            assert isinstance(point.source, DataId)
-            reply = await self.client.read(self.address, point.source.at())
-            value = next((v.value for v in reply.values if isinstance(v.value, Decimal)), None)
-            out[point.channel] = value
-        return out
-
-
-class ModbusReader:
-    """A Modbus meter: the whole cycle in as few block reads as the model allows."""
-
-    def __init__(self, meter: ModbusMeter) -> None:
-        """Read through ``meter``."""
-        self.meter = meter
-
-    async def read(self, points: Sequence[PointSpec]) -> dict[str, Decimal | None]:
-        """Poll the points."""
-        return {v.channel: v.value for v in await self.meter.poll(points)}
-
-
-def cycle_points(model: MeterModel, *, instantaneous: bool = True) -> tuple[PointSpec, ...]:
-    """The points read every cycle: energy registers, and instantaneous values if asked."""
-    kinds = {PointKind.ENERGY} | ({PointKind.INSTANTANEOUS} if instantaneous else set())
-    return tuple(p for p in model.points if p.kind in kinds and p.poll is Poll.CYCLE)
-
-
-def register_capacity(model: MeterModel, point: PointSpec) -> Decimal | None:
-    """The value at which an energy register wraps to zero, when the model tells.
-
-    DL/T 645: ``10 ** integer digits`` of the catalogued format (``XXXXXX.XX`` →
-    1,000,000). Modbus unsigned integers: ``2 ** bits × scale``. Floats: never.
-    """
-    source = point.source
-    if isinstance(source, DataId):
-        version = Dlt645Version(model.protocol)
-        spec = find_di(source.at(), version)
-        if spec is None or not spec.fields:
-            return None
-        digits = spec.fields[0].format.split(".")[0]
-        return Decimal(10) ** len(digits) if set(digits) == {"X"} else None
-    assert isinstance(source, Register)
-    if source.dtype.startswith("uint"):
-        return Decimal(2) ** int(source.dtype[4:]) * source.scale
-    return None
-
-
-def _policy(meter: Meter, model: MeterModel, point: PointSpec) -> ChannelPolicy:
-    voltage = meter.rated_voltage or model.rated.voltage_v
-    current = meter.max_current or model.rated.max_current_a
-    max_kw = voltage * current * model.phases * _POWER_MARGIN / 1000
-    if point.unit == "Wh":
-        max_kw *= 1000
-    return ChannelPolicy(
-        multiplier=meter.multiplier, capacity=register_capacity(model, point), max_kw=max_kw
-    )
 
 
 @dataclass
@@ -210,6 +137,10 @@ class BusWorker:
         self._outage: datetime | None = None  # since when the database is away
         self.clocks = ClockKeeper(bus.name, clock_policy or ClockPolicy(), store=store,
                                   metrics=metrics, plan=bus.plan)  # fmt: skip
+        self.backfill = Backfiller(
+            bus.name, self.meters, models, store, self.interval, metrics=metrics,
+            offset=self.clocks.offset, threshold_s=self.clocks.policy.threshold_s,
+        )  # fmt: skip
         self._stopping = asyncio.Event()
         self.health: dict[int, MeterHealth] = {m.id: MeterHealth() for m in self.meters if m.id}
         self._series: dict[tuple[int, str], SeriesNormalizer] = {}
@@ -233,7 +164,7 @@ class BusWorker:
                 if point.kind is PointKind.ENERGY:
                     self._series[(meter.id, point.channel)] = SeriesNormalizer(
                         meter_id=meter.id, channel=point.channel, interval=self.interval,
-                        policy=_policy(meter, model, point),
+                        policy=channel_policy(meter, model, point),
                     )  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------
@@ -261,6 +192,7 @@ class BusWorker:
                     series.anchor = Anchor(slot=slot, value=read.value, identity=_who(meter))
                 series.missing_until = ends.get(channel)
         await self.clocks.restore([m.id for m in self.meters if m.id is not None])
+        await self.backfill.restore(self._clock())
 
     def stop(self) -> None:
         """Ask :meth:`run` to end after the meter being read now (its cycle is stored)."""
@@ -311,7 +243,28 @@ class BusWorker:
             if self.stopping:
                 break
             await self.poll_cycle(boundary)
+            # What is left of the interval goes to backfill, never the next cycle's reads.
+            margin = max(2.0, self.interval.total_seconds() / 10)
+            await self.backfill_until(boundary + self.interval - timedelta(seconds=margin))
         _LOG.info("bus %s: stopped", self.bus.name)
+
+    async def backfill_until(self, deadline: datetime) -> int:
+        """Work off the backfill queue until ``deadline`` (or it is empty); return intervals.
+
+        Backfill waits while spooled rows are not stored yet (the spans it replaces
+        may be among them) and skips meters marked unavailable.
+        """
+        filled = 0
+        while not self.stopping and self._clock() < deadline and not len(self.spool):
+            available = lambda meter_id: self.health[meter_id].available  # noqa: E731
+            if not self.backfill.pending(available):
+                break
+            try:
+                step = await self.backfill.step(self.readers, self._clock, available)
+            except StorageUnavailable:
+                break
+            filled += step.intervals
+        return filled
 
     # --- one cycle --------------------------------------------------------------------
 
@@ -428,6 +381,9 @@ class BusWorker:
                 self._collect(series.missed(boundary), report)
 
     def _collect(self, outcome: Outcome, report: CycleReport) -> None:
+        for row in outcome.intervals:
+            if SPAN_REASON in row.reason_codes:
+                self.backfill.add(row)
         self._intervals.extend(outcome.intervals)
         self._anomalies.extend(outcome.anomalies)
         report.intervals += len(outcome.intervals)
