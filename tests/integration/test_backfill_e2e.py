@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from amigate.simulators import (
 from amigate.storage import Store
 from amigate.storage.models import IntervalVersionRow
 from amigate.transports import open_transport
+from tests.helpers import run_amigate
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +129,14 @@ async def _cycle(rig: Rig, worker: BusWorker, k: int) -> None:
     await worker.poll_cycle(T0 + k * IV)
 
 
+def _status(rig: Rig, at: datetime) -> dict[int, dict[str, object]]:
+    """``amigate backfill status --json`` by meter id."""
+    env = {"AMIGATE_DATABASE_URL": str(rig.store.engine.url)}
+    done = run_amigate("backfill", "status", "--json", "--at", at.isoformat(), env=env)
+    assert done.returncode == 0, done.stderr
+    return {row["id"]: row for row in json.loads(done.stdout)}
+
+
 def _polls(store: Store, meter_id: int) -> dict[datetime, Decimal]:
     reads = store.register_reads(meter_id, "1.8.0", T0, T0 + timedelta(days=1))
     return {r.read_at: r.value for r in reads if r.source is Source.POLL}
@@ -153,6 +163,8 @@ async def test_a_gateway_outage_is_filled_from_the_load_profile(rig: Rig) -> Non
     assert all(iv.quality is Quality.MISSING for iv in latest[1:])
     assert worker.backfill.backlog == 2 * 2 * 6  # two meters, 1.8.0 and 2.8.0, six slots
     assert b"amigate_backfill_backlog_intervals" in metrics.render()
+    status = _status(rig, at=T0 + 9 * IV)
+    assert status[home.id]["pending_intervals"] == 2 * 6 and status[home.id]["backfilled"] == 0
 
     filled = await worker.backfill_until(rig.clock() + IV)
     assert filled == 2 * 2 * 6 and worker.backfill.backlog == 0
@@ -181,6 +193,8 @@ async def test_a_gateway_outage_is_filled_from_the_load_profile(rig: Rig) -> Non
     await again.restore()
     assert again.backfill.backlog == 0
     assert _versions(rig.store) == stored
+    status = _status(rig, at=T0 + 9 * IV)
+    assert status[home.id]["pending_intervals"] == 0 and status[home.id]["backfilled"] == 2 * 6
 
 
 async def test_backfill_resumes_after_a_restart_in_small_chunks(rig: Rig) -> None:
@@ -195,6 +209,9 @@ async def test_backfill_resumes_after_a_restart_in_small_chunks(rig: Rig) -> Non
     worker.backfill.chunk = 3
     await worker.restore()
     assert worker.backfill.backlog == 2 * 8  # HOME's 1.8.0 and 2.8.0
+    # Eleven days on, the meter's memory (ten days) no longer holds the gap.
+    later = _status(rig, at=T0 + timedelta(days=11))
+    assert (later[home.id]["pending_gaps"], later[home.id]["expired_gaps"]) == (0, 2)
     result = await worker.backfill.step(worker.readers, rig.clock)
     assert result.records == 3 and worker.backfill.backlog == 2 * 5
     # Part-way, the latest rows still add up: records so far, then what is left as a span.

@@ -58,7 +58,8 @@ def register(commands: Commands) -> None:
     remove.set_defaults(handler=_remove)
 
 
-def _store(args: argparse.Namespace) -> Store:
+def store_from_args(args: argparse.Namespace) -> Store:
+    """The store of the configured database (the embedded SQLite default is set up)."""
     engine = make_engine(load_settings(args.config).database_url.get_secret_value())
     if engine.dialect.name == "sqlite":
         upgrade(engine)  # the embedded default sets itself up
@@ -89,7 +90,7 @@ def _add(args: argparse.Namespace) -> int:
         raw, bus=args.bus, protocol=protocol, models=load_models(settings.drivers_dirs),
         where="meters add",
     )  # fmt: skip
-    store = _store(args)
+    store = store_from_args(args)
     try:
         stored = store.add_meter(meter)
     finally:
@@ -102,7 +103,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = store_from_args(args)
     try:
         meters = store.meters()
     finally:
@@ -117,16 +118,21 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("no meters")  # noqa: T201
         return 0
-    table = [[str(r[c]) for c in _COLUMNS] for r in rows]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(_COLUMNS)]
-    print("  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)))  # noqa: T201
-    for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())  # noqa: T201
+    print_table(rows, _COLUMNS)
     return 0
 
 
+def print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    """Print ``rows`` as a plain text table of ``columns``."""
+    table = [[str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))  # noqa: T201
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)).rstrip())  # noqa: T201
+
+
 def _remove(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = store_from_args(args)
     try:
         meter = store.retire_meter(args.id)
     finally:
