@@ -29,6 +29,7 @@ from amigate.clocks import ClockKeeper, ClockPolicy
 from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
 from amigate.errors import AmigateError, ReadTimeout, StorageUnavailable
 from amigate.fleet import BusConfig
+from amigate.freezes import FreezeReads
 from amigate.meter_models import MeterModel, PointKind, PointSpec
 from amigate.metrics import Metrics
 from amigate.normalize import (
@@ -137,6 +138,7 @@ class BusWorker:
         self._outage: datetime | None = None  # since when the database is away
         self.clocks = ClockKeeper(bus.name, clock_policy or ClockPolicy(), store=store,
                                   metrics=metrics, plan=bus.plan)  # fmt: skip
+        self.freezes = FreezeReads(bus.name, self.meters, models)
         self.backfill = Backfiller(
             bus.name, self.meters, models, store, self.interval, metrics=metrics,
             offset=self.clocks.offset, threshold_s=self.clocks.policy.threshold_s,
@@ -245,8 +247,23 @@ class BusWorker:
             await self.poll_cycle(boundary)
             # What is left of the interval goes to backfill, never the next cycle's reads.
             margin = max(2.0, self.interval.total_seconds() / 10)
-            await self.backfill_until(boundary + self.interval - timedelta(seconds=margin))
+            await self.idle_work(boundary + self.interval - timedelta(seconds=margin))
         _LOG.info("bus %s: stopped", self.bus.name)
+
+    async def idle_work(self, deadline: datetime) -> int:
+        """After a cycle: the daily freezes that are due, then backfill until ``deadline``."""
+        available = lambda meter_id: self.health[meter_id].available  # noqa: E731
+        reads: list[Row] = []
+        for meter in self.freezes.due(self._clock(), available):
+            if self.stopping or self._clock() >= deadline:
+                break
+            assert meter.id is not None
+            offset = self.clocks.offset(meter.id)
+            reads += await self.freezes.read(meter, self.readers[meter.id], self._clock, offset)
+        if reads:
+            await asyncio.to_thread(self.spool.append, reads, backfillable=self.backfillable)
+            await self._drain()
+        return await self.backfill_until(deadline)
 
     async def backfill_until(self, deadline: datetime) -> int:
         """Work off the backfill queue until ``deadline`` (or it is empty); return intervals.

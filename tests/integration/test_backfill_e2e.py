@@ -251,3 +251,40 @@ async def test_an_unreachable_meter_is_backfilled_when_it_answers_again(rig: Rig
     polls = _polls(rig.store, shop.id)
     assert sum(iv.value or 0 for iv in latest) == polls[T0 + 14 * IV] - polls[T0 + IV]
     assert worker.backfill.backlog == 0
+
+
+async def test_the_daily_freeze_is_read_once_a_day_after_local_midnight(rig: Rig) -> None:
+    worker = rig.worker()
+    await worker.restore()
+    home = rig.meter(HOME)
+    assert home.id is not None
+    physics = rig.bus.meters[HOME].physics
+
+    def frozen() -> dict[datetime, dict[str, Decimal]]:
+        reads = [
+            r for channel in ("1.8.0", "1.8.1", "1.8.4", "2.8.0")
+            for r in rig.store.register_reads(home.id or 0, channel, T0 - timedelta(days=2),
+                                              T0 + timedelta(days=2))
+            if r.source is Source.DAILY_FREEZE
+        ]  # fmt: skip
+        out: dict[datetime, dict[str, Decimal]] = {}
+        for r in reads:
+            out.setdefault(r.read_at, {})[r.channel] = r.value
+        return out
+
+    await _cycle(rig, worker, 1)
+    await worker.idle_work(rig.clock() + IV)
+    midnight = datetime(2026, 5, 3, 16, 0, tzinfo=UTC)  # 4 May 00:00 in Asia/Shanghai
+    last = physics.freezes[-1]
+    assert frozen() == {midnight: {"1.8.0": last.import_kwh[0], "1.8.1": last.import_kwh[1],
+                                   "1.8.4": last.import_kwh[4], "2.8.0": last.export_kwh}}
+    # Once a day: later cycles of the same local day read no freeze.
+    await _cycle(rig, worker, 2)
+    await worker.idle_work(rig.clock() + IV)
+    assert len(frozen()) == 1
+    # After the meter's next midnight the new freeze is read.
+    rig.clock.now = midnight + timedelta(days=1, minutes=20)
+    await worker.idle_work(rig.clock() + IV)
+    stamps = sorted(frozen())
+    assert stamps == [midnight, midnight + timedelta(days=1)]
+    assert frozen()[stamps[1]]["1.8.0"] == physics.freezes[-1].import_kwh[0]

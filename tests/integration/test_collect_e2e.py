@@ -96,7 +96,7 @@ async def test_intervals_are_exact_and_a_dead_meter_does_not_stall_its_bus(
         assert len(report.ok) == 2
     # The dead meter costs its own timeout, then is skipped until its probe is due
     # (30 min later: cycle 3, one attempt), then backs off for an hour.
-    assert took[0] < TIMEOUT + 0.3 and took[2] < TIMEOUT + 0.3
+    assert took[0] < TIMEOUT + 0.5 and took[2] < TIMEOUT + 0.5
     assert took[1] < TIMEOUT and took[3] < TIMEOUT
     ids = {m.address: m.id for m in worker.meters}
     for address in LIVE:
