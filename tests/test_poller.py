@@ -76,17 +76,21 @@ async def test_a_meter_that_fails_three_times_logs_once_down_once_up_and_keeps_t
     good, flaky = FakeReader(), FakeReader("5000.00")
     worker = _worker(store, models, {0: good, 1: flaky}, clock)
     await worker.restore()
-    caplog.set_level(logging.INFO, logger="amigate.poller")
+    caplog.set_level(logging.INFO, logger="amigate.availability")
     reports = []
     for k in range(1, 7):
         if k == 3:
             flaky.down = 3
         clock.now = T0 + k * IV  # the boundary
         reports.append(await worker.poll_cycle(T0 + k * IV))
+        status = {m.address: m.status for m in store.meters()}
+        assert status["000000000002"] == ("unavailable" if 3 <= k <= 5 else "active"), k
+        assert status["000000000001"] == "active"
     ids = [m.id for m in worker.meters]
     assert [r.ok for r in reports] == [ids, ids, ids[:1], ids[:1], ids[:1], ids]
     assert [r.failed for r in reports] == [[], [], ids[1:], ids[1:], ids[1:], []]
-    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "amigate.poller"]
+    logged = [r for r in caplog.records if r.name == "amigate.availability"]
+    records = [(r.levelname, r.getMessage()) for r in logged]
     assert [level for level, _ in records] == ["WARNING", "INFO"]
     assert "000000000002" in records[0][1] and "unavailable" in records[0][1]
     assert "recovered after 3 failed read(s)" in records[1][1]

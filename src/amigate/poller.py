@@ -5,13 +5,13 @@ after the other (one request in flight on a half-duplex bus) while the workers
 of different buses run concurrently. Reads start just after each interval
 boundary, spread over ``plan.spread_s`` so a bus is not hammered at :00.
 
-Failures work like Home Assistant's update coordinator: a meter that stops
-answering is logged once (WARNING) and marked unavailable, its interval slots
-are stored as MISSING, and it is probed again after a backoff that doubles up
-to ``plan.backoff_max_s`` (skipped meters cost the bus nothing); when it
-answers again that is logged once (INFO) and the energy across the gap is kept
-as a span. Errors that are not ``AmigateError`` are logged with a traceback and
-treated as a failure of that meter, never swallowed silently.
+A meter that stops answering is isolated (``amigate.availability``): its interval
+slots are stored as MISSING and, when it answers again, the energy across the gap
+is kept as a span. Errors that are not ``AmigateError`` are logged with a
+traceback and treated as a failure of that meter, never swallowed silently.
+
+The time a bus has left after a cycle goes to the daily freezes that are due
+(``amigate.freezes``) and then to backfill from meter memory (``amigate.backfill``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from amigate.availability import Availability
 from amigate.backfill import Backfiller
 from amigate.clocks import ClockKeeper, ClockPolicy
-from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
+from amigate.domain import (
+    Anomaly,
+    Interval,
+    Meter,
+    Protocol,
+    RegisterRead,
+    Sample,
+    Source,
+)
 from amigate.errors import AmigateError, ReadTimeout, StorageUnavailable
 from amigate.fleet import BusConfig
 from amigate.freezes import FreezeReads
@@ -64,16 +73,6 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass
-class MeterHealth:
-    """Collection state of one meter."""
-
-    available: bool = True
-    failures: int = 0
-    next_probe: datetime | None = None
-    last_error: str = ""
 
 
 @dataclass
@@ -144,7 +143,9 @@ class BusWorker:
             offset=self.clocks.offset, threshold_s=self.clocks.policy.threshold_s,
         )  # fmt: skip
         self._stopping = asyncio.Event()
-        self.health: dict[int, MeterHealth] = {m.id: MeterHealth() for m in self.meters if m.id}
+        ids = [m.id for m in self.meters if m.id is not None]
+        self.availability = Availability(bus.name, bus.plan, ids, self._clock)
+        self.health = self.availability.health
         self._series: dict[tuple[int, str], SeriesNormalizer] = {}
         self._points: dict[int, tuple[PointSpec, ...]] = {}
         # Rows of the cycle in progress, stored together at its end.
@@ -252,9 +253,8 @@ class BusWorker:
 
     async def idle_work(self, deadline: datetime) -> int:
         """After a cycle: the daily freezes that are due, then backfill until ``deadline``."""
-        available = lambda meter_id: self.health[meter_id].available  # noqa: E731
         reads: list[Row] = []
-        for meter in self.freezes.due(self._clock(), available):
+        for meter in self.freezes.due(self._clock(), self.availability.available):
             if self.stopping or self._clock() >= deadline:
                 break
             assert meter.id is not None
@@ -273,7 +273,7 @@ class BusWorker:
         """
         filled = 0
         while not self.stopping and self._clock() < deadline and not len(self.spool):
-            available = lambda meter_id: self.health[meter_id].available  # noqa: E731
+            available = self.availability.available
             if not self.backfill.pending(available):
                 break
             try:
@@ -300,8 +300,7 @@ class BusWorker:
                 await self._pause(wait)
             if self.stopping:  # the rest of the cycle is not read: no rows for it
                 break
-            health = self.health[meter.id]
-            if not health.available and health.next_probe and self._clock() < health.next_probe:
+            if self.availability.isolated(meter.id):
                 report.skipped.append(meter.id)
                 self._missed(meter, boundary, report)
                 continue
@@ -310,17 +309,17 @@ class BusWorker:
             except asyncio.CancelledError:
                 raise
             except AmigateError as exc:
-                self._failed(meter, exc)
+                self.availability.failed(meter, exc)
                 report.failed.append(meter.id)
                 self._missed(meter, boundary, report)
                 continue
             except Exception as exc:  # a bug: log with traceback, count as a failure
                 _LOG.exception("bus %s: meter %s: unexpected error", self.bus.name, meter.address)
-                self._failed(meter, exc, quiet=True)
+                self.availability.failed(meter, exc, quiet=True)
                 report.failed.append(meter.id)
                 self._missed(meter, boundary, report)
                 continue
-            self._recovered(meter)
+            self.availability.recovered(meter)
             report.ok.append(meter.id)
             self._take(meter, values, boundary, report)
             if self.clocks.due(meter.id, self._clock()):
@@ -329,8 +328,7 @@ class BusWorker:
             await self.clocks.sync(self.meters, self.readers, self._clock())
         await self._flush(report)
         if self.metrics is not None:
-            down = sum(1 for h in self.health.values() if not h.available)
-            self.metrics.set_unavailable(self.bus.name, down)
+            self.metrics.set_unavailable(self.bus.name, self.availability.down)
         return report
 
     async def _read(self, meter: Meter) -> dict[str, Decimal | None]:
@@ -412,6 +410,7 @@ class BusWorker:
         The database may be away: the rows wait in the spool and later cycles drain
         them oldest first; register reads go first, so a restart resumes from them.
         """
+        await self.availability.store(self.store)
         rows: list[Row] = [*self._reads, *self._intervals, *self._samples, *self._anomalies]
         self._reads, self._intervals, self._samples, self._anomalies = [], [], [], []
         dropped = await asyncio.to_thread(self.spool.append, rows, backfillable=self.backfillable)
@@ -437,33 +436,6 @@ class BusWorker:
                 self._outage = None
         if self.metrics is not None:
             self.metrics.set_spool(self.bus.name, len(self.spool))
-
-    # --- availability -----------------------------------------------------------------
-
-    def _failed(self, meter: Meter, exc: BaseException, *, quiet: bool = False) -> None:
-        assert meter.id is not None
-        health = self.health[meter.id]
-        health.failures += 1
-        health.last_error = str(exc)
-        delay = min(self.plan.backoff_max_s, self.plan.backoff_s * 2 ** (health.failures - 1))
-        health.next_probe = self._clock() + timedelta(seconds=delay)
-        if health.available:
-            health.available = False
-            if not quiet:
-                _LOG.warning(
-                    "bus %s: meter %s (%s) is unavailable: %s; probing again in %.0f s",
-                    self.bus.name, meter.address, meter.model, exc, delay,
-                )  # fmt: skip
-
-    def _recovered(self, meter: Meter) -> None:
-        assert meter.id is not None
-        health = self.health[meter.id]
-        if not health.available:
-            _LOG.info(
-                "bus %s: meter %s (%s) recovered after %d failed read(s)",
-                self.bus.name, meter.address, meter.model, health.failures,
-            )  # fmt: skip
-        self.health[meter.id] = MeterHealth()
 
 
 def _who(meter: Meter) -> str:

@@ -31,6 +31,7 @@ from amigate.domain import (
     to_micro,
 )
 from amigate.errors import ReadingRejected, StorageError
+from amigate.storage.anomaly_store import add_anomalies
 from amigate.storage.clock_queries import ClockQueries
 from amigate.storage.engine import translate_errors
 from amigate.storage.ingest import (
@@ -43,7 +44,6 @@ from amigate.storage.ingest import (
     utcnow,
 )
 from amigate.storage.models import (
-    AnomalyRow,
     ChannelRow,
     IntervalRow,
     IntervalVersionRow,
@@ -118,11 +118,23 @@ class Store(ClockQueries):
         Raises:
             StorageError: no meter with that id.
         """
+        return self.set_meter_status(meter_id, MeterStatus.RETIRED)
+
+    def set_meter_status(self, meter_id: int, status: MeterStatus) -> Meter:
+        """Set a meter's status (``unavailable`` while it does not answer, ``active`` again).
+
+        A retired meter stays retired: availability reports never bring it back.
+
+        Raises:
+            StorageError: no meter with that id.
+        """
         with translate_errors(self.engine), Session(self.engine) as session, session.begin():
             row = session.get(MeterRow, meter_id)
             if row is None:
                 raise StorageError(f"no meter with id {meter_id}")
-            row.status = str(MeterStatus.RETIRED)
+            if row.status == MeterStatus.RETIRED and status is not MeterStatus.RETIRED:
+                return _meter(row)
+            row.status = str(status)
             row.updated_at = utcnow()
             return _meter(row)
 
@@ -414,22 +426,12 @@ class Store(ClockQueries):
             return {m: (int(a or 0), int(x or 0)) for m, a, x in session.execute(query)}
 
     def add_anomalies(self, anomalies: Sequence[Anomaly]) -> list[int]:
-        """Store anomalies and return their ids."""
-        now = utcnow()
-        rows = [
-            AnomalyRow(
-                kind=a.kind, severity=str(a.severity), status=str(a.status), meter_id=a.meter_id,
-                transformer_area=a.transformer_area, start_at=a.start, end_at=a.end,
-                evidence=a.evidence, created_at=now, updated_at=now,
-            )
-            for a in anomalies
-        ]  # fmt: skip
-        if not rows:
-            return []
-        with translate_errors(self.engine), Session(self.engine) as session, session.begin():
-            session.add_all(rows)
-            session.flush()
-            return [r.id for r in rows]
+        """Store anomalies and return their ids; a condition reported again extends its record.
+
+        See :mod:`amigate.storage.anomaly_store` (replays are no-ops, a persisting
+        condition keeps one record).
+        """
+        return add_anomalies(self.engine, anomalies)
 
     def _interval(self, r: Any, channel: str, *, version: int) -> Interval:
         codes = getattr(r, "reason_codes", None)
