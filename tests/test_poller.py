@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from amigate.meter_models import MeterModel, PointSpec
 from amigate.normalize import SPAN_REASON
 from amigate.poller import BusWorker, cycle_points, register_capacity
 from amigate.simulators import ManualClock
+from amigate.spool import Spool
 from amigate.storage import Store
 
 T0 = datetime(2025, 6, 1, 0, 0, tzinfo=UTC)
@@ -171,3 +173,14 @@ def test_cycle_points_and_register_capacity(models: dict[str, MeterModel]) -> No
     assert register_capacity(model, energy) == Decimal(1000000)
     sdm = models["sdm630"]
     assert register_capacity(sdm, sdm.point("1.8.0")) is None  # float32: never wraps
+
+
+async def test_the_given_spool_file_is_used_even_while_empty(
+    store: Store, models: dict[str, MeterModel], tmp_path: Path
+) -> None:
+    clock = ManualClock(T0)
+    first = _worker(store, models, {0: FakeReader(), 1: FakeReader()}, clock)
+    spool = Spool(tmp_path / "b1.spool", max_rows=100)
+    worker = BusWorker(first.bus, store.meters(), first.readers, store, models, clock=clock,
+                       sleep=first._sleep, spool=spool)  # fmt: skip
+    assert len(spool) == 0 and worker.spool is spool

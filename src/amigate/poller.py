@@ -133,7 +133,7 @@ class BusWorker:
         self._sleep = sleep
         self._budget = meter_budget_s
         self.metrics = metrics
-        self.spool = spool or Spool(None, max_rows=100_000, name=bus.name)
+        self.spool = spool if spool is not None else Spool(None, max_rows=100_000, name=bus.name)
         self._outage: datetime | None = None  # since when the database is away
         self.clocks = ClockKeeper(bus.name, clock_policy or ClockPolicy(), store=store,
                                   metrics=metrics, plan=bus.plan)  # fmt: skip
@@ -195,6 +195,8 @@ class BusWorker:
                     series.anchor = Anchor(slot=slot, value=read.value, identity=_who(meter))
                 series.missing_until = ends.get(channel)
         await self.clocks.restore([m.id for m in self.meters if m.id is not None])
+        if (synced := self.spool.get_note("last_time_sync")) is not None:
+            self.clocks.last_sync = datetime.fromisoformat(synced)
         await self.backfill.restore(self._clock())
 
     def stop(self) -> None:
@@ -325,7 +327,11 @@ class BusWorker:
             if self.clocks.due(meter.id, self._clock()):
                 await self.clocks.check(meter, self.readers[meter.id], self._clock, self._budget)
         if not self.stopping:
+            synced = self.clocks.last_sync
             await self.clocks.sync(self.meters, self.readers, self._clock())
+            if self.clocks.last_sync != synced and self.clocks.last_sync is not None:
+                stamp = self.clocks.last_sync.isoformat()  # kept: once a day across restarts
+                await asyncio.to_thread(self.spool.set_note, "last_time_sync", stamp)
         await self._flush(report)
         if self.metrics is not None:
             self.metrics.set_unavailable(self.bus.name, self.availability.down)

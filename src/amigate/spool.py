@@ -88,6 +88,7 @@ class Spool:
         )
         self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
         self._db.execute(_SCHEMA)
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._count = int(self._db.execute("SELECT count(*) FROM rows").fetchone()[0])
 
     def __len__(self) -> int:
@@ -131,6 +132,17 @@ class Spool:
                 self.name, self.max_rows, dropped.backfillable, dropped.other,
             )  # fmt: skip
         return dropped
+
+    def get_note(self, key: str) -> str | None:
+        """A small value the bus keeps across restarts (e.g. its last time sync)."""
+        with self._lock:
+            found = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if found is None else str(found[0])
+
+    def set_note(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key``, durably."""
+        with self._lock, self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def oldest(self, limit: int) -> list[tuple[int, Row]]:
         """The ``limit`` oldest rows with their sequence numbers (they stay in the spool)."""

@@ -206,11 +206,16 @@ async def test_a_clock_jump_shows_in_the_clock_read(fleet: Fleet) -> None:
     assert time_of_day == "11:02:00"  # 12:02 local, one hour behind
 
 
-async def test_time_sync_sets_every_clock(fleet: Fleet) -> None:
-    fleet.inject(HOME, kind=FaultKind.CLOCK_JUMP, seconds=600)
+async def test_time_sync_sets_every_clock_within_what_meters_accept(fleet: Fleet) -> None:
+    fleet.inject(HOME, kind=FaultKind.CLOCK_JUMP, seconds=240)
+    fleet.inject(SHOP, kind=FaultKind.CLOCK_JUMP, seconds=600)  # beyond the 5 min meters take
     await fleet.client.time_sync(datetime(2026, 11, 22, 12, 0, 0))
     assert (await fleet.client.read(HOME, 0x04000102)).values[0].value == "12:00:00"
-    assert (await fleet.client.read(SHOP, 0x04000102)).values[0].value == "12:00:00"
+    assert (await fleet.client.read(SHOP, 0x04000102)).values[0].value == "12:10:00"
+    # One time set a day: a second one the same day is ignored.
+    fleet.inject(HOME, kind=FaultKind.CLOCK_JUMP, seconds=60)
+    await fleet.client.time_sync(datetime(2026, 11, 22, 12, 0, 0))
+    assert (await fleet.client.read(HOME, 0x04000102)).values[0].value == "12:01:00"
 
 
 async def test_register_running_backwards_and_stopped(fleet: Fleet) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from amigate.codecs import (
@@ -58,6 +58,7 @@ class Dlt645Meter:
         faults: FaultSet | None = None,
         preamble: int = 2,
         response_delay: float = 0.0,
+        sync_limit_s: float = 300.0,
     ) -> None:
         """Create the meter.
 
@@ -69,6 +70,9 @@ class Dlt645Meter:
             faults: injected faults.
             preamble: FEH bytes in front of each reply (meters send 0 to 4).
             response_delay: seconds before each reply (the meter's Td).
+            sync_limit_s: a broadcast time set moving the clock by more than this is
+                ignored, and only one a day (meter local date) is taken, as meters do
+                (``0``: any correction, any number of times).
 
         Raises:
             ValueError: the model is not a DL/T 645 model.
@@ -82,6 +86,9 @@ class Dlt645Meter:
         self.faults = faults or FaultSet()
         self.preamble = preamble
         self.response_delay = response_delay
+        self.sync_limit_s = sync_limit_s
+        self.synced_on: date | None = None
+        self.syncs_refused = 0
         self.version = Dlt645Version(model.protocol)
         self.requests = 0
         self._supported = _supported_dis(model)
@@ -103,6 +110,16 @@ class Dlt645Meter:
                 self.physics.mode = RegisterMode.BACKWARDS
         self.physics.advance(now)
 
+    def _set_time(self, now: datetime, when: datetime) -> None:
+        """Take a time set, unless it moves the clock too far or one was taken today."""
+        shown = self.physics.meter_time(now)
+        too_far = abs((when - shown).total_seconds()) > self.sync_limit_s
+        if self.sync_limit_s and (too_far or self.synced_on == shown.date()):
+            self.syncs_refused += 1
+            return
+        self.physics.set_meter_time(now, when)
+        self.synced_on = when.date()
+
     def supports(self, di: int) -> bool:
         """Tell whether the meter answers reads of ``di``."""
         return di in self._supported or self._block_supported(di)
@@ -123,7 +140,7 @@ class Dlt645Meter:
         self.sync(now)
         if frame.function == 0x08:
             if frame.address == ADDRESS_BROADCAST or frame.address == self.address:
-                self.physics.set_meter_time(now, decode_time_sync(frame))
+                self._set_time(now, decode_time_sync(frame))
             return []
         if frame.address == ADDRESS_BROADCAST:
             return []

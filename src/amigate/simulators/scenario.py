@@ -21,7 +21,7 @@ from amigate.simulators.physics import MeterPhysics, utc_now
 
 _METER_KEYS = {
     "address", "model", "load", "initial_kwh", "clock_offset_s", "clock_drift_ppm", "faults",
-    "preamble", "response_delay",
+    "preamble", "response_delay", "sync_limit_s",
 }  # fmt: skip
 _GROUP_KEYS = (_METER_KEYS - {"address"}) | {"count", "first_address"}
 _BUS_KEYS = {"name", "listen", "baud", "wire_time", "meters", "groups"}
@@ -42,6 +42,7 @@ class MeterSpec:
     faults: tuple[Fault, ...] = ()
     preamble: int = 2
     response_delay: float = 0.0
+    sync_limit_s: float = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,6 +285,7 @@ def _spec(
         faults=faults,
         preamble=int(raw.get("preamble", 2)),
         response_delay=float(raw.get("response_delay", 0.0)),
+        sync_limit_s=float(raw.get("sync_limit_s", 300.0)),
     )
 
 
@@ -340,6 +342,7 @@ def build_bus(
                 faults=FaultSet([replace(f) for f in m.faults], seed=meter_seed),
                 preamble=m.preamble,
                 response_delay=m.response_delay,
+                sync_limit_s=m.sync_limit_s,
             )
         )
     return VirtualBus(meters, name=spec.name, clock=clock, baud=spec.baud, wire_time=spec.wire_time)
