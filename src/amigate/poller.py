@@ -58,6 +58,7 @@ from amigate.readers import (
     register_capacity,
 )
 from amigate.spool import Row, Spool, drain
+from amigate.storage.series_queries import poll_reads_since
 from amigate.storage.store import Store
 
 __all__ = [
@@ -135,6 +136,8 @@ class BusWorker:
         self.metrics = metrics
         self.spool = spool if spool is not None else Spool(None, max_rows=100_000, name=bus.name)
         self._outage: datetime | None = None  # since when the database is away
+        self.restored = False  # series resumed from the database
+        self._unrestored_warned = False
         self.clocks = ClockKeeper(bus.name, clock_policy or ClockPolicy(), store=store,
                                   metrics=metrics, plan=bus.plan)  # fmt: skip
         self.freezes = FreezeReads(bus.name, self.meters, models)
@@ -175,6 +178,10 @@ class BusWorker:
     async def restore(self) -> None:
         """Resume each series from what is stored (after a restart), spooled rows included.
 
+        Each series is anchored at the read that ended its last stored interval, and
+        the polled reads stored after it (collected while the database was away at
+        start-up) are normalized now, so their intervals and gaps are not lost.
+
         Raises:
             StorageUnavailable: the database is away.
         """
@@ -182,22 +189,54 @@ class BusWorker:
             await self._drain()
             if self._outage is not None:
                 raise StorageUnavailable("the spooled rows cannot be stored yet")
+        report = CycleReport(boundary=self._clock())
         for meter in self.meters:
             assert meter.id is not None
-            reads = await asyncio.to_thread(self.store.last_register_reads, meter.id)
+            latest = await asyncio.to_thread(self.store.last_register_reads, meter.id)
             ends = await asyncio.to_thread(self.store.last_interval_ends, meter.id)
+            since = min(ends.values()) - timedelta(days=1) if ends else None
+            reads = await asyncio.to_thread(poll_reads_since, self.store.engine, meter.id, since)
             for (meter_id, channel), series in self._series.items():
-                if meter_id != meter.id:
-                    continue
-                read = reads.get(channel)
-                if read is not None:
-                    slot = floor_boundary(read.read_at, self.interval)
-                    series.anchor = Anchor(slot=slot, value=read.value, identity=_who(meter))
-                series.missing_until = ends.get(channel)
+                if meter_id == meter.id:
+                    self._resume(meter, series, ends.get(channel), reads.get(channel, []),
+                                 latest.get(channel), report)  # fmt: skip
+        await self._flush(report)
         await self.clocks.restore([m.id for m in self.meters if m.id is not None])
         if (synced := self.spool.get_note("last_time_sync")) is not None:
             self.clocks.last_sync = datetime.fromisoformat(synced)
         await self.backfill.restore(self._clock())
+        self.restored = True
+
+    def _resume(
+        self, meter: Meter, series: SeriesNormalizer, end: datetime | None,
+        reads: Sequence[RegisterRead], latest: RegisterRead | None, report: CycleReport,
+    ) -> None:  # fmt: skip
+        """Anchor ``series`` at the read ending its last interval; normalize the later reads."""
+        slots = [floor_boundary(r.read_at, self.interval) for r in reads]
+        done = sum(1 for at in slots if at <= end) if end is not None else min(1, len(reads))
+        anchor = reads[done - 1] if done else (None if reads else latest)
+        series.anchor = None if anchor is None else Anchor(
+            slot=floor_boundary(anchor.read_at, self.interval), value=anchor.value,
+            identity=_who(meter),
+        )  # fmt: skip
+        series.missing_until = end
+        for read in reads[done:]:
+            self._collect(series.read(read, identity=_who(meter)), report)
+
+    async def _try_restore(self) -> bool:
+        """Restore if the database is there; collect reads into the spool meanwhile."""
+        try:
+            await self.restore()
+        except StorageUnavailable as exc:
+            if not self._unrestored_warned:
+                _LOG.error("bus %s: database unavailable: reads go to the spool, their intervals "
+                           "are computed when it returns (%s)", self.bus.name, exc)  # fmt: skip
+                self._unrestored_warned = True
+            return False
+        if self._unrestored_warned:
+            _LOG.info("bus %s: database is back: series resumed", self.bus.name)
+            self._unrestored_warned = False
+        return True
 
     def stop(self) -> None:
         """Ask :meth:`run` to end after the meter being read now (its cycle is stored)."""
@@ -222,19 +261,7 @@ class BusWorker:
 
     async def run(self) -> None:
         """Read every interval until cancelled or :meth:`stop` is called."""
-        warned = False
-        while True:
-            try:
-                await self.restore()
-                break
-            except StorageUnavailable as exc:
-                if not warned:
-                    _LOG.error("bus %s: cannot resume from the database: %s; retrying",
-                               self.bus.name, exc)  # fmt: skip
-                    warned = True
-                await self._pause(min(30.0, self.interval.total_seconds() / 4))
-                if self.stopping:
-                    return
+        await self._try_restore()
         if self.metrics is not None:
             self.metrics.bus_started(self.bus.name, len(self.meters))
         _LOG.info(
@@ -293,6 +320,8 @@ class BusWorker:
         Returns:
             Which meters were read, failed or skipped (isolated, not due for a probe).
         """
+        if not self.restored:
+            await self._try_restore()
         report = CycleReport(boundary=boundary)
         count = max(1, len(self.meters))
         for index, meter in enumerate(self.meters):
@@ -324,9 +353,9 @@ class BusWorker:
             self.availability.recovered(meter)
             report.ok.append(meter.id)
             self._take(meter, values, boundary, report)
-            if self.clocks.due(meter.id, self._clock()):
+            if self.restored and self.clocks.due(meter.id, self._clock()):
                 await self.clocks.check(meter, self.readers[meter.id], self._clock, self._budget)
-        if not self.stopping:
+        if self.restored and not self.stopping:
             synced = self.clocks.last_sync
             await self.clocks.sync(self.meters, self.readers, self._clock())
             if self.clocks.last_sync != synced and self.clocks.last_sync is not None:
@@ -385,6 +414,13 @@ class BusWorker:
                     )  # fmt: skip
                 continue
             series = self._series[(meter.id, point.channel)]
+            if not self.restored:  # the read is kept; its interval is computed on restore
+                if value is not None:
+                    self._reads.append(RegisterRead(
+                        meter_id=meter.id, channel=point.channel, read_at=read_at, value=value,
+                        collected_at=now, source=Source.POLL,
+                    ))  # fmt: skip
+                continue
             if value is None:
                 self._collect(series.missed(boundary), report)
                 continue
@@ -397,6 +433,8 @@ class BusWorker:
 
     def _missed(self, meter: Meter, boundary: datetime, report: CycleReport) -> None:
         assert meter.id is not None
+        if not self.restored:
+            return
         for (meter_id, _), series in self._series.items():
             if meter_id == meter.id:
                 self._collect(series.missed(boundary), report)

@@ -86,6 +86,7 @@ async def test_intervals_are_exact_and_a_dead_meter_does_not_stall_its_bus(
     setup: tuple[BusWorker, ManualClock, Store],
 ) -> None:
     worker, clock, store = setup
+    await worker.restore()
     loop = asyncio.get_running_loop()
     took = []
     for k in range(1, 5):

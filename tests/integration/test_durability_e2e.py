@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
 
 from amigate.domain import Meter, Protocol, Quality
 from amigate.drivers import Dlt645Client
@@ -29,6 +30,8 @@ from amigate.simulators import BusSpec, ManualClock, MeterSpec, build_bus, serve
 from amigate.spool import Spool
 from amigate.storage import Store, make_engine, upgrade
 from amigate.transports import open_transport
+from tests.conftest import PG_URL
+from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +147,57 @@ async def test_database_outage_loses_nothing_and_duplicates_nothing(
         assert sum(iv.value or 0 for iv in got) == reads[-1].value - reads[0].value
     for table in ("intervals", "register_reads", "samples"):
         assert outage.count(table) == plain.count(table), table
+
+
+async def test_database_away_at_start_up_collects_and_loses_no_interval(
+    env: dict[str, Any], clean_pg: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart while TimescaleDB is unreachable: reads are spooled and normalized later."""
+    clock: ManualClock = env["clock"]
+    url = make_url(PG_URL)
+    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy.up()
+    engine = make_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(False))
+    try:
+        plain, away = env["stores"]["plain"], Store(engine)
+        reference = env["worker"](plain, None)
+        first = env["worker"](away, None)
+        for k in (1, 2):
+            for worker in (reference, first):
+                clock.now = T0 + k * IV
+                await worker.poll_cycle(T0 + k * IV)
+        # The gateway restarts while the database is unreachable.
+        proxy.down()
+        engine.dispose()
+        spool = Spool(env["tmp"] / "spool" / "away.spool", max_rows=10_000, name="feeder")
+        second = BusWorker(first.bus, first.meters, first.readers, away, load_models(),
+                           clock=clock, sleep=first._sleep, spool=spool)  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="amigate.poller"):
+            for k in range(3, 9):
+                if k == 6:
+                    proxy.up()
+                for worker in (reference, second):
+                    clock.now = T0 + k * IV
+                    await worker.poll_cycle(T0 + k * IV)
+                if k < 6:
+                    assert not second.restored and len(spool) > 0
+        spool.close()
+        assert second.restored and len(spool) == 0
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("reads go to the spool" in m for m in messages) == 1
+        assert sum("series resumed" in m for m in messages) == 1
+        ids = {m.address: m.id for m in away.meters()}
+        ref_ids = {m.address: m.id for m in plain.meters()}
+        for address in ADDRESSES:
+            got = away.intervals(ids[address] or 0, "1.8.0", T0, T0 + 10 * IV)
+            want = plain.intervals(ref_ids[address] or 0, "1.8.0", T0, T0 + 10 * IV)
+            assert [(iv.start, iv.value, iv.quality) for iv in got] == [
+                (iv.start, iv.value, iv.quality) for iv in want
+            ]
+            assert [iv.start for iv in got] == [T0 + k * IV for k in range(1, 8)]
+            assert all(iv.quality is Quality.ACTUAL for iv in got)
+        for table in ("intervals", "register_reads", "samples"):
+            assert away.count(table) == plain.count(table), table
+    finally:
+        engine.dispose()
+        proxy.close()
