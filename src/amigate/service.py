@@ -31,8 +31,9 @@ from amigate.config import Settings
 from amigate.domain import Meter, MeterStatus, Protocol
 from amigate.drivers.dlt645 import Dlt645Client
 from amigate.drivers.modbus import ModbusBus, ModbusMeter
-from amigate.errors import AmigateError, PortUnavailable
+from amigate.errors import AmigateError, PortUnavailable, StorageUnavailable
 from amigate.fleet import BusConfig, Fleet
+from amigate.meter_cache import load_meters, save_meters
 from amigate.meter_models import MeterModel
 from amigate.metrics import DayCompleteness, Metrics
 from amigate.poller import BusWorker, Dlt645Reader, MeterReader, ModbusReader
@@ -131,11 +132,33 @@ class Service:
     # --- meters -------------------------------------------------------------------------
 
     def register_meters(self) -> None:
-        """Store the fleet's meters and collect, per bus, the meters to read."""
+        """Store the fleet's meters and collect, per bus, the meters to read.
+
+        The list is also saved beside the spools; when the database cannot be reached,
+        the saved list of the last start is used (the reads wait in the spools).
+
+        Raises:
+            StorageUnavailable: the database is away and no list was saved yet.
+        """
         if self.fleet is None:
             return
-        self.store.register_meters(self.fleet.meters)
-        stored = self.store.meters()
+        cache = self.settings.spool_path / "meters.json"
+        try:
+            self.store.register_meters(self.fleet.meters)
+            stored = self.store.meters()
+        except StorageUnavailable as exc:
+            saved = load_meters(cache)
+            if saved is None:
+                raise
+            _LOG.error("database unavailable at start-up (%s): reading the %d meter(s) saved in "
+                       "%s into the spools until it returns", exc, len(saved), cache)  # fmt: skip
+            stored = saved
+        else:
+            save_meters(cache, stored)
+        self._use(stored)
+
+    def _use(self, stored: list[Meter]) -> None:
+        assert self.fleet is not None
         names = {b.name for b in self.fleet.buses}
         for bus in self.fleet.buses:
             meters = [
@@ -204,7 +227,7 @@ class Service:
         server = _Server(config)
         api = asyncio.create_task(self._serve(server), name="api")
         try:
-            await asyncio.to_thread(self.register_meters)
+            await self._register()
             for bus in self.buses:
                 bus.tasks.append(asyncio.create_task(self._bus(bus), name=f"bus {bus.config.name}"))
             self.workers_started = True
@@ -225,6 +248,21 @@ class Service:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         _LOG.info("stopped")
+
+    async def _register(self) -> None:
+        """Register the fleet, waiting for the database when there is no saved meter list."""
+        warned = False
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.register_meters)
+                return
+            except StorageUnavailable as exc:
+                if not warned:
+                    _LOG.error("database unavailable at start-up and no saved meter list: "
+                               "waiting for it to read the buses (%s)", exc)  # fmt: skip
+                    warned = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), _REOPEN_S)
 
     async def _serve(self, server: _Server) -> None:
         try:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from amigate.cli import Commands
 from amigate.config import Settings, load_settings
+from amigate.errors import StorageUnavailable
 from amigate.storage import make_engine, require_current, upgrade
-from amigate.storage.engine import mask
+from amigate.storage.engine import check_connection, mask
 
 log = logging.getLogger("amigate.run")
 
@@ -46,12 +47,18 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     models = load_models(settings.drivers_dirs)
     fleet = load_fleet(settings.fleet_file, models) if settings.fleet_file else None
     url = settings.database_url.get_secret_value()
-    engine = make_engine(url)
+    engine = make_engine(url, check=False)
     try:
-        if engine.dialect.name == "sqlite":
-            upgrade(engine)  # the embedded default sets itself up
-        else:
-            require_current(engine)  # production schemas move only by `amigate db upgrade`
+        try:
+            check_connection(engine)
+            if engine.dialect.name == "sqlite":
+                upgrade(engine)  # the embedded default sets itself up
+            else:
+                require_current(engine)  # production schemas move only by `amigate db upgrade`
+        except StorageUnavailable as exc:
+            if fleet is None:
+                raise
+            log.error("database unavailable at start-up: %s; collecting into the spools", exc)
         buses = (
             f"{len(fleet.buses)} bus(es), {len(fleet.meters)} meter(s) from {fleet.path}"
             if (fleet)

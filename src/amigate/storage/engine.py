@@ -46,8 +46,9 @@ def mask(url: str) -> str:
         return "<unparseable URL>"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` and check that the database answers.
+def make_engine(url: str, *, check: bool = True, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` and check that the database answers (unless ``check``
+    is false: a service that must start while its database is away).
 
     SQLite gets WAL mode, ``synchronous=NORMAL`` and a busy timeout; PostgreSQL a
     connect timeout, so an unreachable server fails in seconds, not minutes.
@@ -77,7 +78,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise ConfigError(f"database URL {mask(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    check_connection(engine)
+    if check:
+        check_connection(engine)
     return engine
 
 
