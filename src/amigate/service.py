@@ -333,11 +333,11 @@ class Service:
         if bus.protocol is Protocol.MODBUS:
             modbus = ModbusBus(bus.url)
             await modbus.open()
-            # The worker isolates dead meters on its own schedule: no driver-level backoff.
+            # The worker isolates dead meters on its own schedule: none in the driver.
             modbus_readers: dict[int, MeterReader] = {
                 m.id: ModbusReader(ModbusMeter(
                     modbus, self.models[m.model], int(m.address), timeout=plan.timeout_s or 0.5,
-                    retries=plan.retries, backoff=1e-3, backoff_max=1e-3,
+                    retries=plan.retries, backoff=None,
                 ))
                 for m in meters if m.id is not None
             }  # fmt: skip

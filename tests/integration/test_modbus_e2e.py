@@ -44,7 +44,7 @@ class Bus:
     def sim(self, device_id: int) -> ModbusSimMeter:
         return self.server.meters[device_id]
 
-    def meter(self, device_id: int, **options: float) -> ModbusMeter:
+    def meter(self, device_id: int, **options: float | None) -> ModbusMeter:
         sim = self.sim(device_id)
         return ModbusMeter(self.bus, sim.model, device_id, **options)  # type: ignore[arg-type]
 
@@ -220,3 +220,13 @@ async def test_dead_meter_does_not_delay_the_others_beyond_its_timeout(fleet: Bu
     fake_now[0] += 10_000
     assert len(await dead.poll()) == len(dead.model.points)
     assert dead.available and dead.failures == 0
+
+
+async def test_without_driver_backoff_a_dead_meter_is_tried_every_time(fleet: Bus) -> None:
+    """The bus worker isolates meters itself; the driver then never refuses a poll."""
+    apply_fault(fleet.sim(2), "no_reply")
+    dead = fleet.meter(2, timeout=0.2, retries=0, backoff=None)
+    for _ in range(3):
+        with pytest.raises(ReadTimeout):
+            await dead.poll()
+    assert dead.failures == 3 and dead.available

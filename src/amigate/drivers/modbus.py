@@ -251,7 +251,7 @@ class ModbusMeter:
         *,
         timeout: float = 0.5,
         retries: int = 1,
-        backoff: float = 10.0,
+        backoff: float | None = 10.0,
         backoff_max: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -264,7 +264,8 @@ class ModbusMeter:
             timeout: seconds to wait for each reply.
             retries: further attempts per request after a timeout.
             backoff: seconds a meter stays isolated after its first failed poll;
-                doubled on each further failure, up to ``backoff_max``.
+                doubled on each further failure, up to ``backoff_max``. ``None``: the
+                driver never isolates (a bus worker that isolates meters itself).
             backoff_max: the longest isolation between two probes.
             clock: monotonic seconds (tests pass a fake).
 
@@ -402,7 +403,7 @@ class ModbusMeter:
 
     def _admit(self) -> int:
         """Return the retries for this poll, or raise when the meter is isolated."""
-        if self.down_until is None:
+        if self.down_until is None or self.backoff is None:
             return self.retries
         if self._clock() < self.down_until:
             raise MeterUnavailable(
@@ -413,6 +414,8 @@ class ModbusMeter:
 
     def _failed(self) -> None:
         self.failures += 1
+        if self.backoff is None:
+            return
         delay = min(self.backoff_max, self.backoff * 2 ** (self.failures - 1))
         if self.down_until is None:
             _LOG.warning("%r does not answer; isolated, probing again in %.0f s", self, delay)
