@@ -213,7 +213,8 @@ class Backfiller:
             self._drop(gaps)
             return result
         tz = ZoneInfo(meter.timezone)
-        since = self._meter_time(meter, first.start + self.interval, tz)
+        # Records carry the meter's local boundary times: ask for those after the gap's start.
+        since = (first.start + timedelta(minutes=1)).astimezone(tz).replace(tzinfo=None)
         try:
             records = await reader.read_load_profile(self.points[first.meter_id], since, self.chunk)
         except DeviceRejected as exc:
@@ -260,11 +261,6 @@ class Backfiller:
             if gap in self.gaps:
                 self.gaps.remove(gap)
         self._report()
-
-    def _meter_time(self, meter: Meter, when: datetime, tz: ZoneInfo) -> datetime:
-        """``when`` (UTC) as the meter clock shows it (naive local time)."""
-        offset = self.offset(meter.id or 0) or 0.0
-        return (when + timedelta(seconds=offset)).astimezone(tz).replace(tzinfo=None)
 
     def _points(
         self, meter: Meter, records: Sequence[LoadRecord], start: datetime, end: datetime,
