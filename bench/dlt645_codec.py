@@ -21,7 +21,13 @@ weighted equally, both sides parsing exactly the same bytes (``FRAMES``):
 All but 0203FF00 are published captures (sources in tests/codecs/test_dlt645_vectors.py);
 no public capture of 0203FF00 exists, so that one is built with ``build_read_response``.
 
-    python bench/dlt645_codec.py [--seconds 3]
+Method: every step (ours and theirs) runs in turn, round after round, in one process,
+each run lasting about 4 ms; the numbers are the medians over the rounds, and each ratio
+is the median of the per-round ratios (two runs a few milliseconds apart). Runs are
+timed in process CPU time, the same clock for both sides, so that time the shared
+machine gives to other processes counts for neither.
+
+    python bench/dlt645_codec.py [--seconds 4] [--json]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -75,38 +82,66 @@ FRAMES: dict[str, bytes] = {
     "time 04000102": _hex("68 12 00 00 00 10 20 68 91 07 35 34 33 37 88 86 54 DF 16"),
 }
 REQUESTS = (("000000000161", 0x00010000), ("201000000012", 0x0201FF00))
+_MIN_ROUNDS = 5
+_SLICE_SECONDS = 0.004
+#: CPU time of this process: single-threaded, CPU-bound steps, immune to other processes.
+_clock = time.process_time
 
 
-def _best_rates(steps: dict[str, Callable[[], int]], seconds: float) -> dict[str, float]:
-    """Interleave short slices of every step for ``seconds``; best frames/s of each.
+def _rounds(steps: dict[str, Callable[[int], int]], seconds: float) -> dict[str, list[float]]:
+    """Run every step in turn, round after round, for ``seconds``; frames/s of each run.
 
-    Interleaving and taking the best slice keeps the ratio meaningful on a shared,
-    noisy machine: both sides see the same background load.
+    Each round runs every step once, one after the other, so that ours and the
+    baseline see the same background load on a shared, noisy machine. Each step's
+    repeat count is set once so that its run lasts about ``_SLICE_SECONDS``: fast and
+    slow steps are then equally exposed to a pause of the machine.
 
     Args:
-        steps: name -> callable returning how many frames it handled.
-        seconds: total time budget.
+        steps: name -> callable that runs the given number of repeats and returns
+            how many frames it handled.
+        seconds: total time budget (at least ``_MIN_ROUNDS`` rounds are run).
 
     Returns:
-        name -> best observed frames/s.
+        name -> frames/s of each round, in round order.
     """
-    for step in steps.values():
-        step()  # warm-up: catalogue layouts, imports
-    best = dict.fromkeys(steps, 0.0)
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+    repeats: dict[str, int] = {}
+    for name, step in steps.items():
+        step(10)  # warm-up: catalogue layouts, generated decoders, imports
+        start = _clock()
+        step(10)
+        per_repeat = (_clock() - start) / 10
+        repeats[name] = max(1, round(_SLICE_SECONDS / per_repeat))
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    deadline = _clock() + seconds
+    done_rounds = 0
+    while _clock() < deadline or done_rounds < _MIN_ROUNDS:
         for name, step in steps.items():
-            start = time.perf_counter()
-            done = step()
-            best[name] = max(best[name], done / (time.perf_counter() - start))
-    return best
+            start = _clock()
+            done = step(repeats[name])
+            rates[name].append(done / (_clock() - start))
+        done_rounds += 1
+    return rates
 
 
-def _ours_decode(frames: list[bytes], rounds: int) -> Callable[[], int]:
+def _ratio(ours: list[float], theirs: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles of the per-round ratios ours/theirs.
+
+    A round's two runs are taken a few milliseconds apart, so their ratio cancels
+    most of the machine's drift; the median of the rounds drops the outliers.
+
+    Returns:
+        (median, lower quartile, upper quartile).
+    """
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    low, median, high = statistics.quantiles(ratios, n=4)
+    return median, low, high
+
+
+def _ours_decode(frames: list[bytes]) -> Callable[[int], int]:
     buffer = Dlt645Buffer()
     version = Dlt645Version.V2007
 
-    def step() -> int:
+    def step(rounds: int) -> int:
         for _ in range(rounds):
             for raw in frames:
                 buffer.feed(raw)
@@ -118,10 +153,10 @@ def _ours_decode(frames: list[bytes], rounds: int) -> Callable[[], int]:
     return step
 
 
-def _ours_framing(frames: list[bytes], rounds: int) -> Callable[[], int]:
+def _ours_framing(frames: list[bytes]) -> Callable[[int], int]:
     buffer = Dlt645Buffer()
 
-    def step() -> int:
+    def step(rounds: int) -> int:
         for _ in range(rounds):
             for raw in frames:
                 buffer.feed(raw)
@@ -131,8 +166,8 @@ def _ours_framing(frames: list[bytes], rounds: int) -> Callable[[], int]:
     return step
 
 
-def _ours_encode(rounds: int) -> Callable[[], int]:
-    def step() -> int:
+def _ours_encode() -> Callable[[int], int]:
+    def step(rounds: int) -> int:
         for _ in range(rounds):
             for address, di in REQUESTS:
                 encode_frame(build_read_request(address, di))
@@ -164,12 +199,12 @@ def _baseline() -> Any:
     return getattr(module, "DLT645Protocol", None)
 
 
-def _theirs_decode(frames: list[bytes], rounds: int) -> Callable[[], int] | None:
+def _theirs_decode(frames: list[bytes]) -> Callable[[int], int] | None:
     DLT645Protocol = _baseline()
     if DLT645Protocol is None:
         return None
 
-    def step() -> int:
+    def step(rounds: int) -> int:
         for _ in range(rounds):
             for raw in frames:
                 DLT645Protocol.deserialize(raw)
@@ -178,13 +213,13 @@ def _theirs_decode(frames: list[bytes], rounds: int) -> Callable[[], int] | None
     return step
 
 
-def _theirs_encode(rounds: int) -> Callable[[], int] | None:
+def _theirs_encode() -> Callable[[int], int] | None:
     DLT645Protocol = _baseline()
     if DLT645Protocol is None:
         return None
     requests = [(bytes.fromhex(a)[::-1], di.to_bytes(4, "little")) for a, di in REQUESTS]
 
-    def step() -> int:
+    def step(rounds: int) -> int:
         for _ in range(rounds):
             for address, di in requests:
                 DLT645Protocol.build_frame(address, 0x11, di, 4)
@@ -218,38 +253,43 @@ def run_codec_bench(seconds: float) -> dict[str, Any]:
         seconds: total time budget.
 
     Returns:
-        frames/s for our decode with value extraction, our framing alone and our
-        encode; the ``dlt645`` package's framing and encode when it is installed
-        (else ``None``); and the ratios ours/theirs.
+        Medians over the rounds of frames/s for our decode with value extraction,
+        our framing alone and our encode; the ``dlt645`` package's framing and encode
+        when it is installed (else ``None``); and the medians of the per-round ratios
+        ours/theirs, with the quartiles of the decode ratio.
     """
     frames = list(FRAMES.values())
     _check_same_work(frames)
-    steps = {
-        "ours_decode_fps": _ours_decode(frames, 100),
-        "ours_framing_fps": _ours_framing(frames, 100),
-        "ours_encode_fps": _ours_encode(150),
-    }
-    theirs_decode = _theirs_decode(frames, 100)
-    theirs_encode = _theirs_encode(150)
-    if theirs_decode is not None and theirs_encode is not None:
+    # The two decode steps run back to back in each round: their ratio is the target.
+    steps: dict[str, Callable[[int], int]] = {"ours_decode_fps": _ours_decode(frames)}
+    theirs_decode = _theirs_decode(frames)
+    theirs_encode = _theirs_encode()
+    if theirs_decode is not None:
         steps["theirs_decode_fps"] = theirs_decode
+    steps["ours_framing_fps"] = _ours_framing(frames)
+    steps["ours_encode_fps"] = _ours_encode()
+    if theirs_encode is not None:
         steps["theirs_encode_fps"] = theirs_encode
+    rates = _rounds(steps, seconds)
     result: dict[str, Any] = {
         "frames": list(FRAMES),
+        "rounds": len(rates["ours_decode_fps"]),
         "theirs_decode_fps": None,
         "theirs_encode_fps": None,
         "decode_ratio": None,
         "framing_ratio": None,
         "encode_ratio": None,
-        **_best_rates(steps, seconds),
+        **{name: statistics.median(values) for name, values in rates.items()},
     }
-    if theirs_decode is not None:
+    if theirs_decode is not None and theirs_encode is not None:
         from importlib.metadata import version
 
         result["theirs_package"] = f"dlt645 {version('dlt645')}"
-        result["decode_ratio"] = result["ours_decode_fps"] / result["theirs_decode_fps"]
-        result["framing_ratio"] = result["ours_framing_fps"] / result["theirs_decode_fps"]
-        result["encode_ratio"] = result["ours_encode_fps"] / result["theirs_encode_fps"]
+        theirs = rates["theirs_decode_fps"]
+        result["decode_ratio"], low, high = _ratio(rates["ours_decode_fps"], theirs)
+        result["decode_ratio_quartiles"] = f"{low:.2f}-{high:.2f}"
+        result["framing_ratio"] = _ratio(rates["ours_framing_fps"], theirs)[0]
+        result["encode_ratio"] = _ratio(rates["ours_encode_fps"], rates["theirs_encode_fps"])[0]
     return result
 
 
@@ -264,6 +304,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"frames: {', '.join(result['frames'])}")
+    print(f"medians of {result['rounds']} interleaved rounds")
     print(f"ours   decode+values  {result['ours_decode_fps']:>12,.0f} frames/s")
     print(f"ours   framing only   {result['ours_framing_fps']:>12,.0f} frames/s")
     print(f"ours   encode         {result['ours_encode_fps']:>12,.0f} frames/s")
@@ -273,9 +314,10 @@ def main() -> None:
     print(f"theirs framing only   {result['theirs_decode_fps']:>12,.0f} frames/s"
           f"  ({result['theirs_package']})")
     print(f"theirs encode         {result['theirs_encode_fps']:>12,.0f} frames/s")
-    print(f"ratio decode ours/theirs {result['decode_ratio']:.1f}x (target >= 3x)")
-    print(f"ratio framing ours/theirs {result['framing_ratio']:.1f}x")
-    print(f"ratio encode ours/theirs {result['encode_ratio']:.1f}x")
+    print(f"ratio decode ours/theirs  {result['decode_ratio']:.2f}x (target >= 3x; "
+          f"quartiles {result['decode_ratio_quartiles']})")
+    print(f"ratio framing ours/theirs {result['framing_ratio']:.2f}x")
+    print(f"ratio encode ours/theirs  {result['encode_ratio']:.2f}x")
 
 
 if __name__ == "__main__":

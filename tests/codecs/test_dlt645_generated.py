@@ -107,15 +107,19 @@ def test_generated_source_reads_like_its_docstring() -> None:
     source = _generate_source(spec.layout(6), 6)
     assert source is not None
     assert source.splitlines() == [
+        "_reverse = slice(None, None, -1)",
+        "_s8_12 = slice(8, 12)",
+        "_s4_8 = slice(4, 8)",
+        "_s0_4 = slice(0, 4)",
         "def decode(payload):",
         "    try:",
-        "        t = payload[::-1].hex()",
+        "        t = payload[_reverse].hex()",
         "        return (",
-        "            _new(DataValue, ('A phase voltage', Decimal(t[8:12] + 'E-1', _CONTEXT),"
+        "            _new(DataValue, ('A phase voltage', _decimal(t[_s8_12] + 'E-1'),"
         " 'V', '32.7.0')),",
-        "            _new(DataValue, ('B phase voltage', Decimal(t[4:8] + 'E-1', _CONTEXT),"
+        "            _new(DataValue, ('B phase voltage', _decimal(t[_s4_8] + 'E-1'),"
         " 'V', '52.7.0')),",
-        "            _new(DataValue, ('C phase voltage', Decimal(t[0:4] + 'E-1', _CONTEXT),"
+        "            _new(DataValue, ('C phase voltage', _decimal(t[_s0_4] + 'E-1'),"
         " 'V', '72.7.0')),",
         "        )",
         "    except (ArithmeticError, LookupError, ValueError):",

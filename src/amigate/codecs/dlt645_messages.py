@@ -76,6 +76,9 @@ _MAX_REPLY: Final = 12 + 200
 _WIRE_2007: Final = BY_WIRE_DI[V07]
 _WIRE_1997: Final = BY_WIRE_DI[V97]
 _new = tuple.__new__
+# Constant slices of the fast reply path (spare a BUILD_SLICE per use).
+_DI_2007: Final = slice(None, 4)
+_AFTER_DI_2007: Final = slice(4, None)
 
 
 class ReadResponse(NamedTuple):
@@ -317,14 +320,14 @@ def decode_read_response(
         # The usual reply (2007 read, no follow-up) to a catalogued DI whose decoder for
         # this payload length is built: the same result as the general path below.
         try:
-            known = _WIRE_2007[data[:4]]
+            known = _WIRE_2007[data[_DI_2007]]
             decode = known.decoders[len(data) - 4]
         except KeyError:
             pass  # not catalogued, or no decoder built yet for this length
         else:
             di = known.di
             if expected_di is None or expected_di == di:
-                payload = data[4:]
+                payload = data[_AFTER_DI_2007]
                 return _new(ReadResponse, (frame.address, version, di, data, payload,
                                            decode(payload), False, None, known))
     if version is V07:

@@ -146,8 +146,9 @@ def _value(f: FieldSpec, raw: bytes) -> DataValue:
 #   case (every byte valid BCD, stamps that exist) and hands anything else to the
 #   reference decoder, which returns the same values or raises the same error.
 #
-# Numbers become ``Decimal("<digits>E-<decimals>")``, the fastest exact construction
-# measured (the same value and exponent as ``"<int>.<fraction>"``).
+# Numbers become ``_CONTEXT.create_decimal("<digits>E-<decimals>")``, the fastest exact
+# construction measured: the same value and exponent as ``Decimal("<int>.<fraction>")``,
+# and faster than ``Decimal(text, context)``, ``Decimal(int).scaleb()`` or a digit tuple.
 
 #: A payload decoder: the payload (bytes after the DI) -> its values in reply order.
 Decoder: TypeAlias = Callable[[bytes], tuple[DataValue, ...]]
@@ -236,9 +237,10 @@ _ZERO: Final = dict.fromkeys(_BCD, 0)
 _HOUR_COLON: Final = {b: f"{v:02d}:" for b, v in _BCD.items() if v < 24}
 _MINUTE_COLON: Final = {b: f"{v:02d}:" for b, v in _BCD.items() if v < 60}
 _SECOND: Final = {b: f"{v:02d}" for b, v in _BCD.items() if v < 60}
-#: Context of the generated decoders' Decimal(): its InvalidOperation trap rejects
-#: digit strings with hex letters whatever the thread's current context is.
-_CONTEXT: Final = Context(traps=[InvalidOperation])
+#: Context of the generated decoders' numbers: its InvalidOperation trap rejects digit
+#: strings with hex letters whatever the thread's current context is, and its precision
+#: (more digits than a 255-byte field holds) keeps create_decimal() exact.
+_CONTEXT: Final = Context(prec=2 * 255, traps=[InvalidOperation])
 #: First digit of a signed number whose sign bit is set (8 -> -0, 9 -> -1).
 _NEGATIVE: Final = {"8": "-0", "9": "-1"}
 _STAMP_TABLES: Final = {"YY": "_YEAR", "MM": "_BCD", "DD": "_BCD", "hh": "_BCD",
@@ -271,23 +273,29 @@ def _generate_source(fields: tuple[FieldSpec, ...], payload_length: int) -> str 
     decoder). The code decodes the plain case and calls ``reference(payload)`` for
     anything else, which the plain path rejects with an exception:
 
-    * a nibble above 9 in a number: ``Decimal(digits + "E-n", _CONTEXT)`` raises
+    * a nibble above 9 in a number: ``_decimal(digits + "E-n")`` raises
       InvalidOperation, as hex digits other than ``e`` are no part of a number and an
       ``e`` makes a second exponent (``E0`` is appended when there are no decimals).
-      ``_CONTEXT`` is private, so the trap holds whatever the caller's context says;
+      ``_decimal`` is ``create_decimal`` of the private ``_CONTEXT``, so the trap holds
+      whatever the caller's context says;
     * a sign digit above 9 (``_NEGATIVE``) or a stamp byte that is not valid BCD (the
       tables hold only valid bytes): KeyError;
     * an impossible or all-zero date: ValueError from ``datetime``.
 
-    For ``0203FF00`` (active power total/A/B/C, ``XX.XXXX``, signed) it emits (lines cut)::
+    The slices are module constants of the generated code, which spares building a
+    slice object per value. For ``0203FF00`` (active power total/A/B/C, ``XX.XXXX``,
+    signed) it emits (lines cut)::
 
+        _reverse = slice(None, None, -1)
+        _s18_24 = slice(18, 24)
+        ...
         def decode(payload):
             try:
-                t = payload[::-1].hex()
+                t = payload[_reverse].hex()
                 return (
                     _new(DataValue, ('total active power',
-                        Decimal(s + 'E-4', _CONTEXT) if (s := t[18:24]) < '8'
-                        else Decimal(_NEGATIVE[s[0]] + s[1:] + 'E-4', _CONTEXT),
+                        _decimal(s + 'E-4') if (s := t[_s18_24]) < '8'
+                        else _decimal(_NEGATIVE[s[0]] + s[1:] + 'E-4'),
                         'kW', '1.7.0')),
                     ...
                 )
@@ -311,26 +319,31 @@ def _generate_source(fields: tuple[FieldSpec, ...], payload_length: int) -> str 
         return None
     size = sum(f.length for f in fields)
     width = 2 * size
+    constants: list[str] = []  # slices as module constants: t[_s8_12], no BUILD_SLICE
     items: list[str] = []
     offset = 0
     for f in fields:
         if f.value_format.kind is ValueKind.NUMBER:
             start, end = width - 2 * (offset + f.length), width - 2 * offset
-            digits = "t" if (start, end) == (0, width) else f"t[{start}:{end}]"
+            digits = "t"
+            if (start, end) != (0, width):
+                digits = f"t[_s{start}_{end}]"
+                constants.append(f"_s{start}_{end} = slice({start}, {end})")
             suffix = repr(f"E-{f.decimals}" if f.decimals > 0 else "E0")
             if f.signed:
-                value = (f"Decimal(s + {suffix}, _CONTEXT) if (s := {digits}) < '8' "
-                         f"else Decimal(_NEGATIVE[s[0]] + s[1:] + {suffix}, _CONTEXT)")
+                value = (f"_decimal(s + {suffix}) if (s := {digits}) < '8' "
+                         f"else _decimal(_NEGATIVE[s[0]] + s[1:] + {suffix})")
             else:
-                value = f"Decimal({digits} + {suffix}, _CONTEXT)"
+                value = f"_decimal({digits} + {suffix})"
         else:
             value = _stamp_expression(f, offset)
         items.append(f"_new(DataValue, ({f.name!r}, {value}, {f.unit!r}, {f.channel!r})),")
         offset += f.length
     lines = ["def decode(payload):", "    try:"]
     if any(f.value_format.kind is ValueKind.NUMBER for f in fields):
-        reverse = "::-1" if size == payload_length else f"{size - 1}::-1"
-        lines.append(f"        t = payload[{reverse}].hex()")
+        first = "None" if size == payload_length else str(size - 1)
+        constants.insert(0, f"_reverse = slice({first}, None, -1)")
+        lines.append("        t = payload[_reverse].hex()")
     lines.append("        return (")
     lines += [f"            {item}" for item in items]
     lines += [
@@ -339,7 +352,7 @@ def _generate_source(fields: tuple[FieldSpec, ...], payload_length: int) -> str 
         "        pass",
         "    return reference(payload)",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(dict.fromkeys(constants)) + "\n" * bool(constants) + "\n".join(lines) + "\n"
 
 
 def generate_decoder(
@@ -362,7 +375,7 @@ def generate_decoder(
         "Decimal": Decimal, "datetime": datetime, "DataValue": DataValue, "_new": _new,
         "_BCD": _BCD, "_YEAR": _YEAR, "_ZERO": _ZERO, "_HOUR_COLON": _HOUR_COLON,
         "_MINUTE_COLON": _MINUTE_COLON, "_SECOND": _SECOND, "_NEGATIVE": _NEGATIVE,
-        "_CONTEXT": _CONTEXT, "reference": reference_decoder(fields),
+        "_decimal": _CONTEXT.create_decimal, "reference": reference_decoder(fields),
     }
     filename = f"<dlt645 decoder {name or payload_length}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

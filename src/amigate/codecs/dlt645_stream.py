@@ -11,6 +11,7 @@ from amigate.codecs.dlt645_frame import (
     START_BYTE,
     SUB_33,
     Frame,
+    FrameBuilder,
     frame_from_checked_slice,
     unchecked_frame,
 )
@@ -29,13 +30,6 @@ _OVERHEAD: Final = 12
 #: sum below the Adler-32 modulus 65521, so that the low half of adler32() is exactly
 #: 1 + the sum: 256 bytes of at most FFH sum to 65280. Longer frames take the slow path.
 _FAST_MAX_LENGTH: Final = 246
-
-_new_frame = object.__new__
-# Slot descriptors set the fields of the frozen Frame without its validation, which
-# a frame cut from the wire and checksummed does not need (see unchecked_frame).
-_set_address = Frame.__dict__["address"].__set__
-_set_control = Frame.__dict__["control"].__set__
-_set_data = Frame.__dict__["data"].__set__
 
 
 class Dlt645Buffer:
@@ -60,7 +54,7 @@ class Dlt645Buffer:
         '000000000161'
     """
 
-    __slots__ = ("_buf", "_garbage", "max_data_length", "max_garbage")
+    __slots__ = ("_buf", "_fast_max_length", "_garbage", "_max_data_length", "max_garbage")
 
     def __init__(
         self,
@@ -79,16 +73,27 @@ class Dlt645Buffer:
         Raises:
             ValueError: on limits out of range.
         """
-        if not 0 <= max_data_length <= MAX_DATA_LENGTH:
-            raise ValueError(f"max_data_length must be within 0..255, got {max_data_length}")
+        self.max_data_length = max_data_length  # checked by the property
         if max_garbage < 1:
             raise ValueError(f"max_garbage must be >= 1, got {max_garbage}")
         # Immutable bytes: the usual reply arrives whole into an empty buffer, where
         # b"" + data is data itself, and slicing bytes is cheaper than bytearray copies.
         self._buf = b""
         self._garbage = 0
-        self.max_data_length = max_data_length
         self.max_garbage = max_garbage
+
+    @property
+    def max_data_length(self) -> int:
+        """Largest L accepted; a larger length field raises `FrameTooLong`."""
+        return self._max_data_length
+
+    @max_data_length.setter
+    def max_data_length(self, value: int) -> None:
+        if not 0 <= value <= MAX_DATA_LENGTH:
+            raise ValueError(f"max_data_length must be within 0..255, got {value}")
+        self._max_data_length = value
+        # One comparison on the fast path: within the cap and the checksum trick's range.
+        self._fast_max_length = min(value, _FAST_MAX_LENGTH)
 
     def __len__(self) -> int:
         """Return the number of bytes held, not yet returned as frames or skipped."""
@@ -129,18 +134,22 @@ class Dlt645Buffer:
                 cs_at = start + _HEADER + length
                 if (
                     buf[cs_at + 1] == 0x16
-                    and length <= _FAST_MAX_LENGTH
+                    and length <= self._fast_max_length
                     and (adler32(buf[start:cs_at]) - 1) & 0xFF == buf[cs_at]
-                    and length <= self.max_data_length
                     and (not start or self._garbage + start <= self.max_garbage)
                 ):
-                    frame = _new_frame(Frame)
-                    _set_address(frame, buf[start + 6 : start : -1].hex().upper())
-                    _set_control(frame, buf[start + 8])
-                    _set_data(frame, buf[start + _HEADER : cs_at].translate(SUB_33))
+                    # Inlined unchecked_frame: fill the twin, then make it a Frame.
+                    frame = FrameBuilder()
+                    address = buf[start + 6 : start : -1].hex()
+                    # Meter addresses are decimal digits; upper() only for hex letters.
+                    frame.address = address if address.isdigit() else address.upper()
+                    frame.control = buf[start + 8]
+                    frame.data = buf[start + _HEADER : cs_at].translate(SUB_33)
+                    frame.__class__ = Frame
                     self._buf = buf[cs_at + 2 :] if len(buf) > cs_at + 2 else b""
                     self._garbage = 0
-                    return frame
+                    result: Frame = frame
+                    return result
         except IndexError:
             pass
         return self._next_frame_slow()
