@@ -57,9 +57,7 @@ def _hex(text: str) -> bytes:
 
 FRAMES: dict[str, bytes] = {
     # GO645: meter 000000000001, 112280.26 kWh.
-    "energy total 00010000": _hex(
-        "68 01 00 00 00 00 00 68 91 08 33 33 34 33 59 B3 55 44 DC 16"
-    ),
+    "energy total 00010000": _hex("68 01 00 00 00 00 00 68 91 08 33 33 34 33 59 B3 55 44 DC 16"),
     # SANSHENG simulator: total + 4 tariffs.
     "energy block 0001FF00": _hex(
         "FE FE FE FE 68 12 00 00 00 10 20 68 91 18 33 32 34 33 5C 34 33 33 95 33 33 33"
@@ -311,11 +309,15 @@ def main() -> None:
     if result["theirs_decode_fps"] is None:
         print("baseline: the dlt645 package is not installed (pip install 'dlt645>=3,<4')")
         return
-    print(f"theirs framing only   {result['theirs_decode_fps']:>12,.0f} frames/s"
-          f"  ({result['theirs_package']})")
+    print(
+        f"theirs framing only   {result['theirs_decode_fps']:>12,.0f} frames/s"
+        f"  ({result['theirs_package']})"
+    )
     print(f"theirs encode         {result['theirs_encode_fps']:>12,.0f} frames/s")
-    print(f"ratio decode ours/theirs  {result['decode_ratio']:.2f}x (target >= 3x; "
-          f"quartiles {result['decode_ratio_quartiles']})")
+    print(
+        f"ratio decode ours/theirs  {result['decode_ratio']:.2f}x (target >= 3x; "
+        f"quartiles {result['decode_ratio_quartiles']})"
+    )
     print(f"ratio framing ours/theirs {result['framing_ratio']:.2f}x")
     print(f"ratio encode ours/theirs  {result['encode_ratio']:.2f}x")
 

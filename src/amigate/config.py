@@ -15,7 +15,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,9 +32,53 @@ from pydantic_settings import (
 )
 
 from amigate.errors import ConfigError
+from amigate.tou import TouSchedule
 
 DEFAULT_CONFIG_FILE = Path("amigate.toml")
 DEFAULT_DATABASE_URL = "sqlite:///./amigate.db"
+
+
+class VeeSettings(BaseModel):
+    """Thresholds of the validation rules and estimation (sources: docs/vee.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interpolation_limit_minutes: int = Field(default=120, ge=0, le=1440)
+    like_days: int = Field(default=4, ge=1, le=12)
+    history_days: int = Field(default=28, ge=7, le=400)
+    history_min_days: int = Field(default=7, ge=1, le=100)
+    spike_ratio: float = Field(default=3.0, gt=0)
+    spike_history_factor: float = Field(default=2.0, gt=0)
+    spike_min_kwh: float = Field(default=0.05, ge=0)
+    high_usage_ratio: float = Field(default=3.0, gt=1)
+    low_usage_ratio: float = Field(default=0.4, gt=0, lt=1)
+    zero_hours: float = Field(default=24.0, gt=0)
+    running_away_multiple: float = Field(default=1.2, gt=0)
+    stopped_kwh: float = Field(default=0.1, gt=0)
+    tariff_tolerance_kwh: float = Field(default=0.05, ge=0)
+    reverse_min_kwh: float = Field(default=0.0, ge=0)
+    sum_tolerance_ratio: float = Field(default=0.005, ge=0)
+    sum_tolerance_kwh: float = Field(default=0.01, ge=0)
+    clock_tolerance_s: float = Field(default=60.0, gt=0)
+    voltage_loss_ratio: float = Field(default=0.78, gt=0, lt=1)
+    phase_break_ratio: float = Field(default=0.60, gt=0, lt=1)
+    current_loss_voltage_ratio: float = Field(default=0.70, gt=0, lt=1)
+    no_current_ratio: float = Field(default=0.005, gt=0, lt=1)
+    load_current_ratio: float = Field(default=0.05, gt=0, lt=1)
+    voltage_imbalance: float = Field(default=0.30, gt=0, le=1)
+    current_imbalance: float = Field(default=0.30, gt=0, le=1)
+    reverse_power_ratio: float = Field(default=0.005, gt=0, lt=1)
+    phase_min_samples: int = Field(default=1, ge=1)
+    demand_contract_factor: float = Field(default=1.0, gt=0)
+    line_loss_high: float = Field(default=0.10, gt=0, lt=1)
+    line_loss_negative: float = Field(default=0.0, le=0)
+    theft_high_days: int = Field(default=3, ge=1)
+    theft_drop_ratio: float = Field(default=0.3, gt=0, lt=1)
+    join_gap_hours: float = Field(default=24.0, ge=0)
+
+
+#: The documented validation defaults, for callers given no settings.
+DEFAULT_VEE_SETTINGS = VeeSettings()
 
 
 class Settings(BaseSettings):
@@ -79,6 +131,17 @@ class Settings(BaseSettings):
         description="with time_scale, the scaled clock reads origin + scale x (now - origin); "
         "a fixed origin keeps it continuous across restarts (default: when the process starts)",
     )
+    vee: VeeSettings = Field(
+        default_factory=VeeSettings, description="validation thresholds (see docs/vee.md)"
+    )
+    vee_every_minutes: int = Field(
+        default=15, ge=0,
+        description="`amigate run` validates the last vee_window_hours this often (0: never)",
+    )
+    vee_window_hours: int = Field(
+        default=24, ge=1, le=24 * 31,
+        description="how far back each validation run of `amigate run` looks",
+    )
     timescale_chunk_interval: str = Field(
         default="1 day",
         description="chunk_time_interval of new hypertables (see README: chunk sizing)",
@@ -101,6 +164,26 @@ class Settings(BaseSettings):
         default=300.0,
         description="largest offset (seconds) a broadcast time sync is used for; meters off "
         "by more are only reported (0: never send a time sync)",
+    )
+
+    api_max_range_days: int = Field(
+        default=93, ge=1, le=3660,
+        description="longest time range (days) one API request may ask for",
+    )
+    api_rate_limit: float = Field(
+        default=50.0, gt=0, description="requests per second each API key may make (sustained)"
+    )
+    api_rate_burst: int = Field(
+        default=100, ge=1, description="requests an API key may make at once above the rate"
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="largest request body the API accepts (bytes)"
+    )
+    metrics_public: bool = Field(
+        default=True, description="serve /metrics without an API key (else an admin key)"
+    )
+    tou: TouSchedule = Field(
+        default_factory=TouSchedule, description="time-of-use schedule of billing determinants"
     )
 
     @field_validator("clock_check_hours")

@@ -236,13 +236,20 @@ class ClockCheck:
 
 @dataclass(frozen=True, kw_only=True)
 class Anomaly:
-    """A typed event on a meter or a transformer area, raised by a validation rule."""
+    """A typed event on a meter or a transformer area, raised by a validation rule.
+
+    ``subject`` names what within the meter or area it is about (a channel, a
+    phase); with ``kind``, meter and area it identifies the condition, so that a
+    condition reported again extends its stored anomaly (default: the evidence's
+    ``channel``, if any).
+    """
 
     kind: str
     start: datetime
     severity: Severity
     meter_id: int | None = None
     transformer_area: str | None = None
+    subject: str | None = None
     end: datetime | None = None
     status: AnomalyStatus = AnomalyStatus.OPEN
     evidence: dict[str, Any] = field(default_factory=dict)

@@ -123,6 +123,14 @@ class SchemaOutOfDate(StorageError):
     """The database schema is not at the revision this version of amigate expects."""
 
 
+class AnomalyStateError(StorageError):
+    """An anomaly status change is not allowed (e.g. acknowledging a resolved anomaly)."""
+
+
+class TransitionRefused(StorageError):
+    """An anomaly is not in a status its requested transition (acknowledge, resolve) starts from."""
+
+
 class IngestConflict(StorageError):
     """A batch tried to store a different value under a key that is already stored.
 

@@ -122,6 +122,13 @@ class Metrics:
             "amigate_backfilled_intervals",
             "Intervals filled from meter memory (load profile) since start.", ["bus"], registry=r,
         )  # fmt: skip
+        self.validations = Counter(
+            "amigate_validation_runs", "Validation runs of the service, by result (ok, failed).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.validated = Counter(
+            "amigate_validated_intervals", "Intervals validated by the service's runs.", registry=r
+        )
         r.register(_Derived(self))
 
     # --- reported by bus workers ------------------------------------------------------
@@ -160,6 +167,11 @@ class Metrics:
         """``backlog`` intervals wait for backfill on the bus; ``done`` were filled so far."""
         self.backfill_backlog.labels(bus).set(backlog)
         self.backfilled.labels(bus).set(done)
+
+    def validation(self, *, ok: bool, intervals: int = 0) -> None:
+        """A validation run ended."""
+        self.validations.labels("ok" if ok else "failed").inc()
+        self.validated.inc(intervals)
 
     def set_clock_offset(self, bus: str, meter: str, seconds: float) -> None:
         """The clock of ``meter`` (its address) was off by ``seconds`` at its latest check."""

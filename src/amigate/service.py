@@ -128,6 +128,7 @@ class Service:
         self.workers_started = False
         self._on_ready = on_ready
         self._stop = asyncio.Event()
+        self._validation: asyncio.Task[None] | None = None
 
     # --- meters -------------------------------------------------------------------------
 
@@ -231,6 +232,8 @@ class Service:
             for bus in self.buses:
                 bus.tasks.append(asyncio.create_task(self._bus(bus), name=f"bus {bus.config.name}"))
             self.workers_started = True
+            if self.fleet is not None and self.settings.vee_every_minutes:
+                self._validation = asyncio.create_task(self._validate_loop(), name="validation")
             # uvicorn offers no event for "listening"
             while not server.started and not api.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
@@ -241,6 +244,10 @@ class Service:
             stopper.cancel()
         finally:
             _LOG.info("stopping: workers finish the meter they are reading")
+            if self._validation is not None:
+                self._validation.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._validation
             await self._stop_buses()
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
@@ -248,6 +255,37 @@ class Service:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         _LOG.info("stopped")
+
+    async def _validate_loop(self) -> None:
+        """Validate what arrived, every ``vee_every_minutes`` (rules, estimates, line loss).
+
+        Each run looks back ``vee_window_hours``; results are idempotent, so data
+        seen again changes nothing. A failed run is logged and tried at the next turn.
+        """
+        from amigate.vee.engine import validate_since
+
+        every = self.settings.vee_every_minutes * 60
+        window = timedelta(hours=self.settings.vee_window_hours)
+        while not self._stop.is_set():
+            await self.clock.sleep(every)
+            since = self.clock.now() - window
+            try:
+                report = await asyncio.to_thread(
+                    validate_since, self.store, since, settings=self.settings.vee
+                )
+            except AmigateError as exc:
+                _LOG.warning("validation run failed: %s; trying again in %d min", exc,
+                             self.settings.vee_every_minutes)  # fmt: skip
+                self.metrics.validation(ok=False)
+                continue
+            except Exception:  # a bug: never end the service for it
+                _LOG.exception("validation run failed")
+                self.metrics.validation(ok=False)
+                continue
+            self.metrics.validation(ok=True, intervals=report.intervals)
+            _LOG.debug("validation: %d meter(s), %d interval(s), anomalies %s, %d estimate(s)",
+                       report.meters, report.intervals, report.anomalies,
+                       report.versions)  # fmt: skip
 
     async def _register(self) -> None:
         """Register the fleet, waiting for the database when there is no saved meter list."""

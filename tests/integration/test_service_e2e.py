@@ -184,7 +184,8 @@ def test_run_with_a_fleet_stores_intervals_and_stops_on_sigterm(tmp_path: Path) 
     )
     (tmp_path / "fleet.toml").write_text(FLEET.format(port=sim_port, meters=meters))
     db = tmp_path / "run.db"
-    env = {"AMIGATE_DATABASE_URL": f"sqlite:///{db}", "AMIGATE_TIME_SCALE": "20"}
+    env = {"AMIGATE_DATABASE_URL": f"sqlite:///{db}", "AMIGATE_TIME_SCALE": "20",
+           "AMIGATE_VEE_EVERY_MINUTES": "1"}  # fmt: skip
     with _process("sim", "dlt645", "--scenario", "scenario.toml", cwd=tmp_path) as sim:
         _wait("the simulator", lambda: _port_open(sim_port), sim, 30)
         with _process(
@@ -193,10 +194,21 @@ def test_run_with_a_fleet_stores_intervals_and_stops_on_sigterm(tmp_path: Path) 
             _wait("intervals in the database", lambda: _intervals(db) >= 3, proc, 60)
             ready = _get(f"http://127.0.0.1:{api_port}/readyz")
             assert ready is not None and ready.status_code == 200
+            # Validation runs on its own as data arrives (every scaled minute here).
+            _wait("a validation run", lambda: _validated(api_port), proc, 60)
             output = _stop_cleanly(proc)
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=10)
     assert "bus feeder: stopped" in output
+
+
+def _validated(port: int) -> bool:
+    response = _get(f"http://127.0.0.1:{port}/metrics")
+    if response is None:
+        return False
+    line = 'amigate_validation_runs_total{result="ok"}'
+    values = [float(x.split()[-1]) for x in response.text.splitlines() if x.startswith(line)]
+    return bool(values) and values[0] >= 1
 
 
 def _port_open(port: int) -> bool:

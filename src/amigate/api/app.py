@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from amigate import __version__
+from amigate.api.v1 import install as install_v1
+from amigate.api.v1.auth import require
+from amigate.api.v1.errors import problem_responses
 from amigate.config import Settings
 from amigate.errors import AmigateError
 from amigate.metrics import CONTENT_TYPE, Metrics
 from amigate.storage import current_revision, head_revision
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "not available (the body says why)",
+          "content": {"application/json": {"schema": {"type": "object"}}}},
+}  # fmt: skip
 
 #: Whether collection is running: ``(ready, what is missing)``.
 Readiness = Callable[[], tuple[bool, str]]
@@ -43,6 +51,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics = metrics or Metrics()
+    install_v1(app, settings, engine)
 
     def database() -> tuple[dict[str, Any], str | None]:
         body: dict[str, Any] = {"version": __version__, "database": engine.dialect.name}
@@ -55,7 +64,8 @@ def create_app(
             return body, f"schema at {current}, expected {head}"
         return body, None
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and database health")
+    @app.get("/healthz", tags=["operations"], summary="Liveness and database health",
+             responses=_UNAVAILABLE)  # fmt: skip
     def healthz() -> JSONResponse:
         """Report whether the service and its database are usable (503 when the database is not)."""
         body, error = database()
@@ -63,7 +73,8 @@ def create_app(
             return JSONResponse({"status": "unavailable", **body, "error": error}, 503)
         return JSONResponse({"status": "ok", **body})
 
-    @app.get("/readyz", tags=["operations"], summary="Ready to collect and serve")
+    @app.get("/readyz", tags=["operations"], summary="Ready to collect and serve",
+             responses=_UNAVAILABLE)  # fmt: skip
     def readyz() -> JSONResponse:
         """200 once the database is reachable, its schema current and the bus workers started."""
         body, error = database()
@@ -75,9 +86,19 @@ def create_app(
             return JSONResponse({"status": "not ready", **body, "error": error}, 503)
         return JSONResponse({"status": "ready", **body})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    guard = [] if settings.metrics_public else [Depends(require("admin"))]
+
+    metrics_doc: dict[int | str, dict[str, Any]] = {
+        200: {"description": "Prometheus text exposition format",
+              "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+    }  # fmt: skip
+    if guard:
+        metrics_doc |= problem_responses()
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", dependencies=guard,
+             response_class=Response, responses=metrics_doc)  # fmt: skip
     def prometheus() -> Response:
-        """Collection metrics in Prometheus text format."""
+        """Collection metrics in Prometheus text format (an admin key unless metrics_public)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app

@@ -32,6 +32,8 @@ class Commands:
 def build_parser() -> argparse.ArgumentParser:
     """Build the complete ``amigate`` argument parser."""
     from amigate.cli import (
+        apikey_cmd,
+        backfill_cmd,
         config_cmd,
         db_cmd,
         demo_cmd,
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         meters_cmd,
         modbus_cmd,
         run_cmd,
+        vee_cmd,
     )
 
     parser = argparse.ArgumentParser(prog="amigate", description=__doc__.splitlines()[0])
@@ -60,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = Commands(top=top, read=read, scan=scan, sim=sim)
     for module in (
-        config_cmd, db_cmd, run_cmd, demo_cmd, meters_cmd, frame_cmd, dlt645_cmd, modbus_cmd
+        config_cmd, db_cmd, run_cmd, demo_cmd, meters_cmd, backfill_cmd, frame_cmd, dlt645_cmd,
+        modbus_cmd, apikey_cmd, vee_cmd,
     ):
         module.register(commands)
     return parser

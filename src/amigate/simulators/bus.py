@@ -95,7 +95,11 @@ class VirtualBus:
                 for meter in self.meters.values():
                     meter.handle(frame, when)
                 continue
-            addressed = [m for a, m in self.meters.items() if address_matches(frame.address, a)]
+            exact = self.meters.get(frame.address)  # meter addresses are digits: no wildcard
+            addressed = (
+                [exact] if exact is not None
+                else [m for a, m in self.meters.items() if address_matches(frame.address, a)]
+            )  # fmt: skip
             answers = [reply for meter in addressed for reply in meter.handle(frame, when)]
             if len(answers) > 1 and len(addressed) > 1:
                 answers = [_collide(answers)]

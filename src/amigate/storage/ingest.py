@@ -52,6 +52,7 @@ from sqlalchemy import Engine
 from amigate.domain import IngestResult
 from amigate.errors import ReadingRejected
 from amigate.storage.engine import translate_errors
+from amigate.storage.feed_queries import record_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,8 @@ def _write_sqlite(
             inserted = 0
             if present < len(rows):
                 inserted = cursor.execute(_merge_sql(table, stage)).rowcount
+        if inserted:
+            record_sqlite(cursor, table.name, rows)  # the change feed, in the same transaction
         if not conflicts:
             _remember(cursor, table, digest, len(rows), "?")
         raw.commit()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -201,6 +202,41 @@ class AnomalyRow(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
     comment: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(64))
+    occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+
+
+class MeterProfileRow(Base):
+    """What validation rules need to know about a meter beyond the ``meters`` row."""
+
+    __tablename__ = "meter_profiles"
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    phases: Mapped[int | None] = mapped_column(SmallInteger)
+    contract_kw: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    has_generation: Mapped[bool] = mapped_column(default=False)
+    register_capacity: Mapped[Decimal | None] = mapped_column(ExactDecimal())
+    updated_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+
+
+class VeeRunRow(Base):
+    """One validation run: what it covered, the parameters it used, what it found."""
+
+    __tablename__ = "vee_runs"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    started_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    since: Mapped[datetime] = mapped_column(UtcTimestamp())
+    until: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    meters: Mapped[str | None] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    intervals: Mapped[int] = mapped_column(BigInteger)
+    anomalies: Mapped[int] = mapped_column(Integer)
+    versions: Mapped[int] = mapped_column(Integer)
 
 
 class IngestBatchRow(Base):
@@ -231,3 +267,34 @@ class ApiKeyRow(Base):
     scopes: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcTimestamp())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+
+
+class ChangeRow(Base):
+    """One entry of the change feed: new intervals or versions of a series, or an anomaly change.
+
+    Written by database triggers (see migration 0003), never by the application.
+    ``txid`` orders the feed: on PostgreSQL the writing transaction's id, on SQLite
+    the generation in which a feed reader sealed the entry (NULL until then; while
+    open, an entry absorbs further rows of its series). Ids 0 mean "none".
+    """
+
+    __tablename__ = "changes"
+    __table_args__ = (
+        Index("ix_changes_txid_id", "txid", "id"),
+        Index("uq_changes_open", "kind", "meter_id", "channel_id", "anomaly_id", unique=True,
+              sqlite_where=text("txid IS NULL"), postgresql_where=text("txid IS NULL")),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    txid: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    meter_id: Mapped[int] = mapped_column(Integer)
+    channel_id: Mapped[int] = mapped_column(Integer)
+    anomaly_id: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    last_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    rows: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(16))
+    recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp())

@@ -1,0 +1,228 @@
+"""API benchmark: latency of billing reads over HTTP on SQLite and TimescaleDB.
+
+Loads 10,000 meters x 30 days of 15-minute intervals (28.8 M rows, plus one
+register read per meter and local day), starts ``amigate run`` on the database
+and measures, under 8 concurrent clients over loopback HTTP:
+
+* one meter-month interval series (2,880 intervals);
+* one meter-month billing determinant;
+* determinants of 1,000 meters in one batch request.
+
+Targets: p99 <= 25 ms for the series and the determinant; <= 2 s for the batch.
+
+    python bench/api.py [--meters N] [--days N] [--requests N] [--batches N]
+                        [--pg-url URL] [--sqlite-path PATH] [--skip-pg] [--skip-sqlite]
+
+Loaded data is kept (``--sqlite-path``, the ``amigate_bench_api`` database) and
+reused when it already holds the same number of rows, so a second run measures
+at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from amigate.domain import Meter, Protocol
+from amigate.storage import Store, make_engine, upgrade
+from amigate.storage.api_keys import ApiKeys
+from amigate.storage.ingest import INTERVALS, REGISTER_READS, ingest_rows, time_encoder
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5433/amigate_bench_api"
+ZONE = ZoneInfo("Asia/Shanghai")
+START = datetime(2026, 4, 1, tzinfo=ZONE)
+STEP = timedelta(minutes=15)
+CLIENTS = 8
+
+
+def _value(meter: int, slot: int) -> int:
+    """Energy of one interval in micro-kWh, at the 0.01 kWh resolution of DL/T 645."""
+    return ((meter * 7 + slot) % 199 + 1) * 10_000
+
+
+def load(engine: Engine, meters: int, days: int) -> None:
+    """Store the meters, their intervals (day by day, time-major) and daily register reads."""
+    store = Store(engine)
+    expected = meters * days * 96
+    if store.count("intervals") == expected and store.count("meters") == meters:
+        print(f"  {expected:,} intervals already loaded")
+        return
+    if store.count("intervals"):
+        raise SystemExit(f"{engine.url}: holds other data; empty it or use another database")
+    store.register_meters([
+        Meter(address=f"{m:012d}", protocol=Protocol.DLT645_2007, model="bench", bus="b1",
+              transformer_area=f"T{m % 100}")
+        for m in range(1, meters + 1)
+    ])  # fmt: skip
+    cid = store.channel_id("1.8.0")
+    when = time_encoder(engine)
+    register = dict.fromkeys(range(1, meters + 1), 1_000_000_000)
+    started = time.perf_counter()
+    for day in range(days + 1):
+        midnight = START + timedelta(days=day)
+        reads = [(m, cid, when(midnight), register[m], when(midnight), 0, None)
+                 for m in range(1, meters + 1)]  # fmt: skip
+        ingest_rows(engine, REGISTER_READS, reads)
+        if day == days:
+            break
+        rows = []
+        for i in range(96):
+            slot = day * 96 + i
+            at = when(midnight + i * STEP)
+            for m in range(1, meters + 1):
+                value = _value(m, slot)
+                register[m] += value
+                rows.append((m, cid, at, 900, value, 0, 0))
+        ingest_rows(engine, INTERVALS, rows)
+        done = (day + 1) * 96 * meters
+        rate = done / (time.perf_counter() - started)
+        print(f"  day {day + 1}/{days}: {done:,} intervals, {rate:,.0f} rows/s", flush=True)
+
+
+def _fresh_pg(url: str) -> Engine:
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                              {"d": parsed.database}).scalar()  # fmt: skip
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+    return make_engine(url)
+
+
+def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    """Start ``amigate run`` (API only) on the database and wait until it answers."""
+    env = {**os.environ, "AMIGATE_DATABASE_URL": url, "AMIGATE_API_PORT": str(port),
+           "AMIGATE_API_RATE_LIMIT": "1000000", "AMIGATE_API_RATE_BURST": "1000000",
+           "AMIGATE_LOG_LEVEL": "WARNING"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "amigate.cli", "run"], env=env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("amigate run did not start")
+        time.sleep(0.2)
+
+
+def measure(
+    label: str, base: str, key: str, requests: int, call: Callable[[httpx.Client, int], None]
+) -> list[float]:
+    """Run ``call`` ``requests`` times in each of 8 client threads; print p50/p99 in ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def client(index: int) -> None:
+        mine = []
+        try:
+            with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120) as http:
+                call(http, index)  # warm the connection and the caches of this client
+                for n in range(requests):
+                    started = time.perf_counter()
+                    call(http, index * requests + n)
+                    mine.append(time.perf_counter() - started)
+        except BaseException as exc:  # reported after the threads end
+            errors.append(exc)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    ms = sorted(x * 1000 for x in latencies)
+    p50 = statistics.median(ms)
+    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    print(f"  {label:<40} n={len(ms):>4}  p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
+    return ms
+
+
+def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests: int,
+          batches: int) -> None:  # fmt: skip
+    """Load (if needed), serve and measure one backend."""
+    print(f"{name}:")
+    upgrade(engine)
+    load(engine, meters, days)
+    key = ApiKeys(engine).create("bench", ["read", "billing"])[1]
+    engine.dispose()
+    port = 18000 + os.getpid() % 1000
+    proc = serve(url, port)
+    base = f"http://127.0.0.1:{port}"
+    period = {"start": START.isoformat(), "end": (START + timedelta(days=days)).isoformat()}
+    batch_size = min(1000, meters)
+
+    def series(http: httpx.Client, n: int) -> None:
+        r = http.get(f"/v1/meters/{n * 7919 % meters + 1}/intervals", params=period)
+        assert r.status_code == 200 and len(r.json()["items"]) == days * 96, r.text[:200]
+
+    def determinant(http: httpx.Client, n: int) -> None:
+        r = http.get(f"/v1/meters/{n * 7919 % meters + 1}/determinants", params=period)
+        assert r.status_code == 200 and r.json()["billable"], r.text[:300]
+
+    def batch(http: httpx.Client, n: int) -> None:
+        first = n * batch_size % meters
+        ids = [(first + i) % meters + 1 for i in range(batch_size)]
+        r = http.post("/v1/determinants", json={"meter_ids": ids, **period})
+        assert r.status_code == 200 and all(d["billable"] for d in r.json()["items"]), r.text[:300]
+
+    try:
+        measure(f"meter-month series ({days * 96} intervals)", base, key, requests, series)
+        measure("meter-month determinant", base, key, requests, determinant)
+        measure(f"batch of {batch_size} determinants", base, key, batches, batch)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    """Parse arguments and run the benchmark on each backend."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=25, help="per client, per measurement")
+    parser.add_argument("--batches", type=int, default=2, help="batch requests per client")
+    parser.add_argument("--pg-url", default=os.environ.get("AMIGATE_BENCH_PG_URL", DEFAULT_PG))
+    parser.add_argument(
+        "--sqlite-path",
+        type=Path,
+        default=Path(os.environ.get("TMPDIR", "/tmp")) / "amigate-bench-api.db",
+    )
+    parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    args = parser.parse_args()
+    print(f"{platform.node()}: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+          f"{args.meters:,} meters x {args.days} days = {args.meters * args.days * 96:,} "
+          f"intervals; {CLIENTS} concurrent clients")  # fmt: skip
+    if not args.skip_sqlite:
+        url = f"sqlite:///{args.sqlite_path}"
+        bench("SQLite", url, make_engine(url), args.meters, args.days, args.requests,
+              args.batches)  # fmt: skip
+    if not args.skip_pg:
+        bench("TimescaleDB", args.pg_url, _fresh_pg(args.pg_url), args.meters, args.days,
+              args.requests, args.batches)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

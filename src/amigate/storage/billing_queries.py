@@ -1,0 +1,175 @@
+"""Billing determinants of many meters added up in the database (one scan for a batch).
+
+Used for timezones whose UTC offset does not change within the period (no
+daylight saving time, such as Asia/Shanghai): local day and minute are then
+plain arithmetic on epoch seconds, the same on both backends. Intervals are
+grouped by meter and time-of-use period (holidays and weekends included).
+Only version 1 rows are read: meters with later versions in the period are
+computed from their series instead (see ``versioned_meters``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, bindparam, text
+
+from amigate.domain import Quality
+from amigate.storage.engine import translate_errors
+from amigate.storage.ingest import time_encoder
+
+_MISSING = int(Quality.MISSING)
+_ESTIMATED = ", ".join(str(int(q)) for q in (Quality.ESTIMATED, Quality.SUBSTITUTED,
+                                             Quality.FINAL_SUBSTITUTE))  # fmt: skip
+#: Meters per statement in ``peak_times`` (SQLite allows 500 compound terms).
+_PEAK_CHUNK = 400
+
+
+@dataclass(slots=True)
+class Group:
+    """Version 1 intervals of one meter in one time-of-use period.
+
+    ``peak_at`` is the start of the (earliest) interval with the peak value when the
+    database can tell in the same scan (SQLite), else None.
+    """
+
+    meter_id: int
+    period: int
+    energy: int
+    intervals: int
+    missing: int
+    estimated: int
+    estimated_energy: int
+    covered_s: int
+    peak: int | None
+    peak_at: datetime | None
+
+
+def _epoch(engine: Engine) -> str:
+    if engine.dialect.name == "postgresql":
+        return "CAST(extract(epoch FROM ts) AS bigint)"
+    return "ts"
+
+
+def versioned_meters(
+    engine: Engine, meter_ids: Sequence[int], cid: int, start: datetime, end: datetime
+) -> set[int]:
+    """The meters among ``meter_ids`` with interval versions (2+) starting in the period."""
+    encode = time_encoder(engine)
+    query = text(
+        "SELECT DISTINCT meter_id FROM interval_versions WHERE meter_id IN :ids "
+        "AND channel_id = :c AND ts >= :lo AND ts < :hi"
+    ).bindparams(bindparam("ids", expanding=True))
+    params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
+    with translate_errors(engine), engine.connect() as conn:
+        return {int(r[0]) for r in conn.execute(query, params).all()}
+
+
+def period_groups(
+    engine: Engine,
+    meter_ids: Sequence[int],
+    cid: int,
+    start: datetime,
+    end: datetime,
+    *,
+    offset_s: int,
+    ranges: Sequence[tuple[int, int, int]],
+    holidays: Sequence[int] = (),
+    weekends: bool = False,
+    holiday_period: int | None = None,
+    interval_s: int,
+) -> list[Group]:
+    """Version 1 intervals grouped by meter and time-of-use period.
+
+    Args:
+        engine: the database.
+        meter_ids: the meters.
+        cid: the channel id.
+        start: the period start.
+        end: the period end (excluded).
+        offset_s: the (constant) UTC offset of local time, in seconds.
+        ranges: ``(first minute, end minute, period index)`` covering the local day.
+        holidays: local days (days since 1970-01-01) billed in ``holiday_period``.
+        weekends: Saturdays and Sundays are billed in ``holiday_period`` too.
+        holiday_period: the period index of holidays (None: no holidays).
+        interval_s: the regular interval length (maximum demand ignores longer spans).
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    t = _epoch(engine)
+    local = f"({t} + {int(offset_s)})"
+    minute = f"(({local} % 86400) / 60)"
+    period = " ".join(f"WHEN {minute} < {int(hi)} THEN {int(index)}" for _lo, hi, index in ranges)
+    special = []
+    if holiday_period is not None and holidays:
+        special.append(f"{local} / 86400 IN ({', '.join(str(int(d)) for d in holidays)})")
+    if holiday_period is not None and weekends:  # 1970-01-01 was a Thursday (weekday 3)
+        special.append(f"({local} / 86400 + 3) % 7 >= 5")
+    if special:
+        period = f"WHEN {' OR '.join(special)} THEN {int(holiday_period or 0)} " + period
+    valued = f"value IS NOT NULL AND quality <> {_MISSING}"
+    least = "min" if sqlite else "least"
+    end_s = int(end.timestamp())
+    # SQLite: with exactly one max(), a bare column comes from the row holding the max
+    # (the first such row in key order, i.e. the earliest start).
+    bare = ", ts" if sqlite else ""
+    query = text(
+        f"SELECT meter_id, CASE {period} END AS p, "
+        f"coalesce(sum(CASE WHEN {valued} THEN value END), 0), "
+        f"sum(CASE WHEN {valued} THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN {valued} THEN 0 ELSE 1 END), "
+        f"sum(CASE WHEN {valued} AND quality IN ({_ESTIMATED}) THEN 1 ELSE 0 END), "
+        f"coalesce(sum(CASE WHEN {valued} AND quality IN ({_ESTIMATED}) THEN value END), 0), "
+        f"coalesce(sum(CASE WHEN {valued} THEN {least}(duration_s, {end_s} - {t}) END), 0), "
+        f"max(CASE WHEN {valued} AND duration_s = {int(interval_s)} THEN value END){bare} "
+        "FROM intervals WHERE meter_id IN :ids AND channel_id = :c AND ts >= :lo AND ts < :hi "
+        "GROUP BY meter_id, p"
+    ).bindparams(bindparam("ids", expanding=True))
+    encode = time_encoder(engine)
+    params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
+    out = []
+    with translate_errors(engine), engine.connect() as conn:
+        for row in conn.execute(query, params).all():
+            m, p, e, n, miss, est, est_e, cov, peak = row[:9]
+            at = datetime.fromtimestamp(row[9], UTC) if sqlite and peak is not None else None
+            out.append(Group(int(m), int(p), int(e), int(n), int(miss), int(est), int(est_e),
+                             int(cov), None if peak is None else int(peak), at))  # fmt: skip
+    return out
+
+
+def peak_times(
+    engine: Engine,
+    cid: int,
+    peaks: Sequence[tuple[int, datetime, datetime, int]],
+    interval_s: int,
+) -> dict[int, datetime]:
+    """The earliest start of a regular interval with a meter's peak value.
+
+    Args:
+        engine: the database.
+        cid: the channel id.
+        peaks: ``(meter, from, until, value)``: where to look for each meter.
+        interval_s: the regular interval length.
+    """
+    encode = time_encoder(engine)
+    out: dict[int, datetime] = {}
+    with translate_errors(engine), engine.connect() as conn:
+        for first in range(0, len(peaks), _PEAK_CHUNK):
+            chunk = peaks[first : first + _PEAK_CHUNK]
+            parts, params = [], {"c": cid, "d": interval_s}
+            for i, (meter, low, high, value) in enumerate(chunk):
+                parts.append(
+                    f"SELECT :m{i} AS meter_id, min(ts) AS at FROM intervals "
+                    f"WHERE meter_id = :m{i} AND channel_id = :c AND ts >= :lo{i} "
+                    f"AND ts < :hi{i} AND duration_s = :d AND value = :v{i}"
+                )
+                params |= {f"m{i}": meter, f"lo{i}": encode(low), f"hi{i}": encode(high),
+                           f"v{i}": value}  # fmt: skip
+            for meter, at in conn.execute(text(" UNION ALL ".join(parts)), params).all():
+                if at is not None:
+                    out[int(meter)] = (
+                        datetime.fromtimestamp(at, UTC) if isinstance(at, int) else
+                        at.astimezone(UTC)
+                    )  # fmt: skip
+    return out

@@ -1,0 +1,130 @@
+"""Fixtures of the API tests: the app on a real uvicorn server over each backend, keys, data."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from amigate.api import create_app
+from amigate.config import Settings, load_settings
+from amigate.domain import Interval, Meter, Protocol, Quality, RegisterRead
+from amigate.storage import Store
+from amigate.storage.api_keys import SCOPES, ApiKeys
+from tests.helpers import free_port
+
+#: 2026-01-01 00:00 in Asia/Shanghai (UTC+8, no DST).
+JAN1 = datetime(2025, 12, 31, 16, tzinfo=UTC)
+Q = timedelta(minutes=15)
+
+
+@dataclass
+class Api:
+    """A running API: its client (base URL set), keys by scope, store and settings."""
+
+    client: httpx.Client
+    keys: dict[str, str]
+    store: Store
+    app: FastAPI
+    settings: Settings
+
+    def get(self, path: str, scope: str = "admin", **kwargs: Any) -> httpx.Response:
+        """GET with a key of ``scope``."""
+        return self.client.get(path, headers={"X-API-Key": self.keys[scope]}, **kwargs)
+
+    def post(self, path: str, scope: str = "admin", **kwargs: Any) -> httpx.Response:
+        """POST with a key of ``scope``."""
+        return self.client.post(path, headers={"X-API-Key": self.keys[scope]}, **kwargs)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # the test process keeps its own
+        pass
+
+
+def serve(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yield its base URL."""
+    port = free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                    lifespan="off"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise AssertionError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def make_api(engine: Engine, **overrides: Any) -> Iterator[Api]:
+    """The app over ``engine`` on a real server, with one key per scope."""
+    settings = load_settings(**overrides)
+    app = create_app(settings, engine)
+    keys = {scope: ApiKeys(engine).create(f"test-{scope}", [scope])[1] for scope in SCOPES}
+    for base in serve(app):
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield Api(client, keys, Store(engine), app, settings)
+
+
+@pytest.fixture
+def api(engine: Engine) -> Iterator[Api]:
+    """The API on a real HTTP server over each backend."""
+    yield from make_api(engine)
+
+
+def add_meter(store: Store, address: str = "000000000001", **kwargs: Any) -> int:
+    """Store a DL/T 645 meter and return its id."""
+    fields: dict[str, Any] = {"bus": "b1", "model": "dlt645-2007-single-phase"} | kwargs
+    meter = store.add_meter(Meter(address=address, protocol=Protocol.DLT645_2007, **fields))
+    assert meter.id is not None
+    return meter.id
+
+
+def add_series(
+    store: Store,
+    meter_id: int,
+    start: datetime,
+    values: list[Decimal | None],
+    *,
+    first_register: Decimal = Decimal("1000"),
+    multiplier: Decimal = Decimal(1),
+    channel: str = "1.8.0",
+    read_offset: timedelta = timedelta(seconds=5),
+) -> None:
+    """Store 15-minute intervals and the register reads they were derived from.
+
+    A read is stored at each boundary (plus ``read_offset``) whose neighbouring
+    intervals have values; registers are secondary (value / multiplier).
+    """
+    intervals = []
+    register = first_register
+    reads = [RegisterRead(meter_id=meter_id, channel=channel, read_at=start + read_offset,
+                          value=register, collected_at=start + read_offset)]  # fmt: skip
+    for i, value in enumerate(values):
+        at = start + i * Q
+        intervals.append(Interval(
+            meter_id=meter_id, channel=channel, start=at, end=at + Q, value=value,
+            quality=Quality.MISSING if value is None else Quality.ACTUAL,
+        ))  # fmt: skip
+        if value is not None:
+            register += value / multiplier
+            end = at + Q + read_offset
+            reads.append(RegisterRead(meter_id=meter_id, channel=channel, read_at=end,
+                                      value=register, collected_at=end))  # fmt: skip
+    store.ingest_intervals(intervals)
+    store.ingest_register_reads(reads)

@@ -1,0 +1,248 @@
+"""Billing determinants over HTTP, checked against values computed by hand."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from amigate.api.v1.schemas import energy, exact
+from amigate.billing.determinants import compute
+from amigate.domain import Anomaly, Interval, Quality, Severity
+from amigate.tou import TouSchedule
+from tests.api.conftest import JAN1, Api, Q, add_meter, add_series, make_api
+
+D = Decimal
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+FEB1 = datetime(2026, 2, 1, tzinfo=SHANGHAI)
+
+
+def _local(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 1, day, hour, minute, tzinfo=SHANGHAI)
+
+
+def _january(api: Api) -> int:
+    """A CT 10 meter: 0.5 kWh every 15 min of January (local), with three special intervals
+    and one more interval just after the month (local time) that must not count."""
+    meter = add_meter(api.store, ct_ratio=D(10))
+    slots = int((FEB1 - JAN1) / Q)
+    values: list[Decimal | None] = [D("0.5")] * slots + [D(9)]
+    special = {_local(1, 7, 45): D(4), _local(1, 8): D(6), _local(31, 23, 45): D(2)}
+    for at, value in special.items():
+        values[int((at - JAN1) / Q)] = value
+    add_series(api.store, meter, JAN1, values, first_register=D(5000), multiplier=D(10))
+    return meter
+
+
+def test_a_month_across_tou_boundaries_and_the_month_edge(api: Api) -> None:
+    meter = _january(api)
+    response = api.get(f"/v1/meters/{meter}/determinants", "billing",
+                       params={"start": JAN1.isoformat(), "end": FEB1.isoformat()})  # fmt: skip
+    assert response.status_code == 200, response.text
+    d = response.json()
+    # By hand: 31 days x 96 slots of 0.5 kWh = 1488 kWh; 07:45 (谷) +3.5, 08:00 (峰) +5.5,
+    # 31 Jan 23:45 (谷) +1.5. Per day 尖 8 slots, 峰 20, 平 32, 谷 36.
+    assert d["consumption"] == "1498.500000"
+    assert {t["period"]: (t["energy"], t["intervals"]) for t in d["tou"]} == {
+        "尖": ("124.000000", 248), "峰": ("315.500000", 620), "平": ("496.000000", 992),
+        "谷": ("563.000000", 1116),
+    }  # fmt: skip
+    assert [t["period"] for t in d["tou"]] == ["尖", "峰", "平", "谷"]
+    assert d["start_read"] == {"read_at": "2025-12-31T16:00:05Z", "value": "5000.000000"}
+    assert d["end_read"] == {"read_at": "2026-01-31T16:00:05Z", "value": "5149.850000"}
+    assert (d["multiplier"], d["register_delta"], d["difference"]) == (
+        "10.000000",
+        "1498.500000",
+        "0.000000",
+    )
+    assert (d["max_demand"], d["max_demand_at"]) == ("24.000000", "2026-01-01T00:00:00Z")
+    assert (d["intervals"], d["missing_intervals"], d["estimated_intervals"]) == (2976, 0, 0)
+    assert (d["completeness"], d["billable"], d["reasons"], d["open_anomalies"]) == (
+        1.0,
+        True,
+        [],
+        [],
+    )
+    # The same month in UTC is another period: it includes the 9 kWh of 1 Feb 00:00 local.
+    utc = api.get(
+        f"/v1/meters/{meter}/determinants",
+        "billing",
+        params={"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"},
+    ).json()
+    assert utc["consumption"] != d["consumption"]
+    assert not utc["billable"] and "incomplete" in utc["reasons"]
+
+
+def _day(api: Api, address: str = "000000000001") -> int:
+    meter = add_meter(api.store, address)
+    add_series(api.store, meter, JAN1, [D("0.25")] * 96)
+    return meter
+
+
+def test_edits_estimates_gaps_and_anomalies_make_it_not_billable(api: Api) -> None:
+    meter = _day(api)
+    period = {"start": JAN1.isoformat(), "end": (JAN1 + timedelta(days=1)).isoformat()}
+    path = f"/v1/meters/{meter}/determinants"
+    assert api.get(path, "billing", params=period).json()["billable"] is True
+    edited = api.post(f"/v1/meters/{meter}/intervals/edits", "operate", json={
+        "start": (JAN1 + 4 * Q).isoformat(), "value": "1.75", "reason": "meter test showed more",
+        "reason_codes": ["ops"]})  # fmt: skip
+    assert edited.status_code == 201, edited.text
+    assert (edited.json()["version"], edited.json()["quality"], edited.json()["created_by"]) == (
+        2,
+        "substituted",
+        "key:test-operate",
+    )
+    d = api.get(path, "billing", params=period).json()
+    assert (d["consumption"], d["register_delta"], d["difference"]) == (
+        "25.500000",
+        "24.000000",
+        "1.500000",
+    )
+    assert (d["estimated_intervals"], d["estimated_energy"]) == (1, "1.750000")
+    assert d["reasons"] == ["register_mismatch"] and d["billable"] is False
+    # An edit marking an interval missing: incomplete too.
+    api.post(
+        f"/v1/meters/{meter}/intervals/edits",
+        "operate",
+        json={"start": (JAN1 + 5 * Q).isoformat(), "value": None, "reason": "CT bypass suspected"},
+    )
+    d = api.get(path, "billing", params=period).json()
+    assert d["missing_intervals"] == 1 and d["completeness"] == round(95 / 96, 6)
+    assert d["reasons"] == ["register_mismatch", "incomplete"]
+    # An open anomaly overlapping the period blocks billing until resolved.
+    [anomaly] = api.store.add_anomalies([Anomaly(
+        kind="stopped_register", start=JAN1 - timedelta(hours=1), end=JAN1 + Q,
+        severity=Severity.WARNING, meter_id=meter)])  # fmt: skip
+    api.store.add_anomalies([Anomaly(kind="old", start=JAN1 - timedelta(days=2),
+                                     end=JAN1 - timedelta(days=1), severity=Severity.INFO,
+                                     meter_id=meter)])  # fmt: skip
+    d = api.get(path, "billing", params=period).json()
+    assert d["open_anomalies"] == [anomaly] and "open_anomalies" in d["reasons"]
+    resolved = api.post(f"/v1/anomalies/{anomaly}/resolve", "operate", json={"comment": "ok"})
+    assert resolved.status_code == 200
+    assert api.get(path, "billing", params=period).json()["open_anomalies"] == []
+
+
+def test_missing_boundary_reads_are_reasons(api: Api) -> None:
+    meter = _day(api)
+    later = {"start": (JAN1 + Q).isoformat(), "end": (JAN1 + 2 * Q).isoformat()}
+    d = api.get(f"/v1/meters/{meter}/determinants", "billing", params=later).json()
+    assert d["billable"] is True and d["consumption"] == "0.250000"
+    before = {"start": (JAN1 - timedelta(days=1)).isoformat(), "end": (JAN1 + Q).isoformat()}
+    d = api.get(f"/v1/meters/{meter}/determinants", "billing", params=before).json()
+    assert d["start_read"] is None and d["reasons"][:1] == ["no_start_read"]
+    after = {"start": JAN1.isoformat(), "end": (JAN1 + timedelta(days=2)).isoformat()}
+    d = api.get(f"/v1/meters/{meter}/determinants", "billing", params=after).json()
+    assert "end_read_not_at_boundary" in d["reasons"]  # the last read is a day earlier
+    assert d["end_read"]["read_at"] == "2026-01-01T16:00:05Z"
+
+
+def test_a_batch_keeps_its_order_and_lists_unknown_meters(api: Api) -> None:
+    one, two = _day(api), _day(api, "000000000002")
+    body = {"meter_ids": [two, 999, one], "start": JAN1.isoformat(),
+            "end": (JAN1 + timedelta(days=1)).isoformat()}  # fmt: skip
+    items = api.post("/v1/determinants", "billing", json=body).json()["items"]
+    assert [i["meter_id"] for i in items] == [two, 999, one]
+    assert items[1]["reasons"] == ["unknown_meter"] and items[1]["billable"] is False
+    assert items[0]["consumption"] == items[2]["consumption"] == "24.000000"
+    single = api.get(f"/v1/meters/{one}/determinants", "billing",
+                     params={"start": body["start"], "end": body["end"]}).json()  # fmt: skip
+    assert items[2] == single
+    exported = api.post("/v1/determinants.csv", "billing", json=body)
+    assert exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [r["meter_id"] for r in rows] == [str(two), "999", str(one)]
+    assert rows[0]["consumption"] == "24.000000" and rows[0]["billable"] == "True"
+    assert D(rows[0]["tou_谷"]) + D(rows[0]["tou_峰"]) + D(rows[0]["tou_平"]) + D(
+        rows[0]["tou_尖"]
+    ) == D(24)
+    too_many = api.post("/v1/determinants", "billing", json=body | {"meter_ids": [1] * 1001})
+    assert too_many.status_code == 422
+    assert (
+        api.get(
+            "/v1/meters/999/determinants",
+            "billing",
+            params={"start": body["start"], "end": body["end"]},
+        ).status_code
+        == 404
+    )
+
+
+def test_the_database_sums_equal_the_interval_by_interval_computation(engine: Engine) -> None:
+    """A batch is added up in SQL (meters without versions) or from the series (with
+    versions); both must give what ``compute`` gives over the stored intervals, holidays,
+    weekends, gaps, estimates and tied peaks included."""
+    schedule = TouSchedule(periods={"峰": ["08:00-22:00"], "谷": ["00:00-08:00", "22:00-24:00"]},
+                           holidays=[date(2026, 1, 2)], holiday_period="谷",
+                           weekends_as_holidays=True)  # fmt: skip
+    for api in make_api(engine, tou=schedule):
+        ids = []
+        for n in range(4):
+            ct = D((1, 2, 4, 5)[n])
+            meter = add_meter(api.store, f"00000000010{n}", ct_ratio=ct)
+            values: list[Decimal | None] = [
+                None if (i * 7 + n) % 53 == 0 else D((i * 13 + n * 5) % 97 + 1) / 100
+                for i in range(96 * 5)]  # fmt: skip
+            values[10] = values[96 + 10] = D(5)  # the same peak on two days: the first counts
+            add_series(api.store, meter, JAN1, values, multiplier=ct)
+            ids.append(meter)
+        api.store.ingest_intervals(
+            [
+                Interval(
+                    meter_id=ids[1],
+                    channel="1.8.0",
+                    start=JAN1 + 6 * Q,
+                    end=JAN1 + 7 * Q,
+                    value=D("0.42"),
+                    quality=Quality.ESTIMATED,
+                    version=2,
+                    created_by="vee",
+                )
+            ]
+        )
+        start, end = JAN1 + 5 * Q, JAN1 + timedelta(days=4)
+        body = {"meter_ids": ids, "start": start.isoformat(), "end": end.isoformat()}
+        items = api.post("/v1/determinants", "billing", json=body).json()["items"]
+        tou = schedule.classifier(SHANGHAI)
+        for meter, item in zip(ids, items, strict=True):
+            rows = [(iv.start, int(iv.duration.total_seconds()),
+                     None if iv.value is None else int(iv.value * 1_000_000), int(iv.quality))
+                    for iv in api.store.intervals(meter, "1.8.0", start, end)]  # fmt: skip
+            expected = compute(
+                meter_id=meter,
+                start=start,
+                end=end,
+                rows=rows,
+                start_read=None,
+                end_read=None,
+                multiplier=D(1),
+                classifier=tou,
+                interval_s=900,
+            )
+            assert item["consumption"] == energy(expected.consumption)
+            assert {t["period"]: (t["energy"], t["intervals"]) for t in item["tou"]} == {
+                name: (energy(t.energy), t.intervals) for name, t in expected.tou.items()
+            }
+            assert expected.max_demand is not None
+            assert item["max_demand"] == exact(expected.max_demand.scaleb(-6))
+            assert datetime.fromisoformat(item["max_demand_at"]) == expected.max_demand_at
+            assert (
+                item["intervals"],
+                item["missing_intervals"],
+                item["estimated_intervals"],
+                item["estimated_energy"],
+                item["completeness"],
+            ) == (
+                expected.intervals,
+                expected.missing_intervals,
+                expected.estimated_intervals,
+                energy(expected.estimated_energy),
+                round(expected.completeness, 6),
+            )
+        assert items[1]["estimated_intervals"] == 1
+        assert items[0]["max_demand_at"] == "2025-12-31T18:30:00Z"

@@ -1,0 +1,161 @@
+"""The change feed: complete, ordered, resumable mid-stream; and line loss per area."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from amigate.domain import Anomaly, Interval, MeterRole, Quality, Severity, Source
+from tests.api.conftest import JAN1, Api, Q, add_meter, add_series, make_api
+
+D = Decimal
+
+
+def settle(engine: Engine) -> None:
+    """Wait until every transaction that was running has ended (PostgreSQL).
+
+    The feed returns an entry once no older transaction is running anywhere in the
+    cluster; a test server's cluster is shared, so other sessions may hold it back.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        now = int(conn.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar_one())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            horizon = conn.execute(
+                text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            ).scalar_one()
+        if int(horizon) > now:
+            return
+        time.sleep(0.05)
+    raise AssertionError("a transaction in the cluster stayed open for a minute")
+
+
+def _read_all(api: Api, cursor: str | None = None, limit: int = 100) -> tuple[list[Any], str]:
+    settle(api.store.engine)
+    items: list[Any] = []
+    while True:
+        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+        page = api.get("/v1/changes", "billing", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not body["has_more"]:
+            return items, cursor
+
+
+def _activity(api: Api) -> tuple[int, int, int]:
+    one, two = add_meter(api.store), add_meter(api.store, "000000000002")
+    add_series(api.store, one, JAN1, [D(1)] * 4)
+    add_series(api.store, two, JAN1, [D(2)] * 3)
+    api.store.ingest_intervals([Interval(
+        meter_id=one, channel="1.8.0", start=JAN1 + Q, end=JAN1 + 2 * Q, value=D("1.5"),
+        quality=Quality.ESTIMATED, version=2, source=Source.ESTIMATION, created_by="vee",
+    )])  # fmt: skip
+    [anomaly] = api.store.add_anomalies(
+        [Anomaly(kind="stopped_register", start=JAN1, severity=Severity.WARNING, meter_id=two)]
+    )
+    return one, two, anomaly
+
+
+def test_the_feed_lists_every_change_in_order(api: Api) -> None:
+    one, two, anomaly = _activity(api)
+    items, cursor = _read_all(api)
+    assert [(i["kind"], i["meter_id"], i["rows"]) for i in items] == [
+        ("intervals", one, 4), ("intervals", two, 3), ("versions", one, 1),
+        ("anomaly", two, 1)]  # fmt: skip
+    first = items[0]
+    assert (first["channel"], first["first_start"], first["last_start"]) == (
+        "1.8.0",
+        "2025-12-31T16:00:00Z",
+        "2025-12-31T16:45:00Z",
+    )
+    assert (items[3]["anomaly_id"], items[3]["status"]) == (anomaly, "open")
+    # Nothing new: the same cursor comes back.
+    again = api.get("/v1/changes", "billing", params={"cursor": cursor}).json()
+    assert again == {"items": [], "next_cursor": cursor, "has_more": False}
+    # A replayed batch stores nothing and adds nothing to the feed.
+    add_series(api.store, one, JAN1, [D(1)] * 4)
+    assert _read_all(api, cursor)[0] == []
+    # New data and an anomaly transition come after the cursor.
+    add_series(api.store, one, JAN1 + 4 * Q, [D(1)] * 2, first_register=D(1004))
+    api.post(f"/v1/anomalies/{anomaly}/acknowledge", "operate", json={"comment": "seen"})
+    later, _ = _read_all(api, cursor)
+    assert [(i["kind"], i["rows"], i["status"]) for i in later] == [
+        ("intervals", 2, None),
+        ("anomaly", 1, "acknowledged"),
+    ]
+
+
+def test_resuming_mid_stream_loses_and_duplicates_nothing(api: Api) -> None:
+    _activity(api)
+    for i in range(3, 9):
+        add_series(api.store, add_meter(api.store, f"00000000001{i}"), JAN1, [D(i)] * i)
+    everything, _ = _read_all(api)
+    assert len(everything) == 10
+    # A consumer that pages by 3 and crashes after storing 2 entries of each page.
+    seen: list[Any] = []
+    checkpoint: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 3} | ({"cursor": checkpoint} if checkpoint else {})
+        page = api.get("/v1/changes", "billing", params=params).json()
+        processed = page["items"][:2]
+        seen += processed
+        if not processed:
+            break
+        checkpoint = processed[-1]["cursor"]  # "crash": the third entry was never processed
+    assert [i["cursor"] for i in seen] == [i["cursor"] for i in everything]
+    assert len({i["cursor"] for i in seen}) == len(seen)
+    bad = api.get("/v1/changes", "billing", params={"cursor": "WyJtZXRlcnMiLDFd"})
+    assert bad.status_code == 400  # a cursor of another list
+
+
+def test_an_older_transaction_still_running_holds_back_newer_entries(clean_pg: Engine) -> None:
+    for api in make_api(clean_pg):
+        meter = add_meter(api.store)
+        cid = api.store.channel_id("1.8.0")
+        # Committed first, so the day's chunks exist: creating one would lock out the others.
+        add_series(api.store, meter, JAN1 + 20 * Q, [D(1)])
+        _, cursor = _read_all(api)
+        insert = text(
+            "INSERT INTO intervals (meter_id, channel_id, ts, duration_s, value, quality, source) "
+            "VALUES (:m, :c, :ts, 900, 1000000, 0, 0)"
+        )
+        with clean_pg.connect() as slow:
+            slow.execute(text("SELECT pg_current_xact_id()"))  # the older transaction
+            slow.execute(insert, {"m": meter, "c": cid, "ts": JAN1})
+            add_series(api.store, meter, JAN1 + Q, [D(1)])  # a newer one commits first
+            held = api.get("/v1/changes", "billing", params={"cursor": cursor}).json()["items"]
+            held_cursor = api.get("/v1/changes", "billing", params={"cursor": cursor}).json()[
+                "next_cursor"
+            ]
+            assert held == [] and held_cursor == cursor
+            slow.commit()
+        released, _ = _read_all(api, cursor)
+        assert [(i["first_start"], i["rows"]) for i in released] == [
+            ("2025-12-31T16:00:00Z", 1),
+            ("2025-12-31T16:15:00Z", 1),
+        ]
+
+
+def test_line_loss_per_day(api: Api) -> None:
+    supply = add_meter(api.store, transformer_area="T7", role=MeterRole.AREA_TOTAL)
+    customers = [add_meter(api.store, f"00000000000{i}", transformer_area="T7")
+                 for i in (2, 3)]  # fmt: skip
+    add_series(api.store, supply, JAN1, [D("0.3125")] * 96)
+    add_series(api.store, customers[0], JAN1, [D("0.125")] * 96)
+    add_series(api.store, customers[1], JAN1, [D("0.15625")] * 95 + [None])
+    day = {"start": JAN1.isoformat(), "end": (JAN1 + timedelta(days=1)).isoformat()}
+    body = api.get("/v1/areas/T7/line-loss", "read", params=day).json()
+    assert (body["supply_meters"], body["customer_meters"]) == ([supply], customers)
+    [d] = body["days"]
+    assert (d["supplied"], d["consumed"], d["loss"]) == ("30.000000", "26.843750", "3.156250")
+    assert d["loss_ratio"] == round(3.15625 / 30, 6) and d["complete"] is False
+    assert api.get("/v1/areas/none/line-loss", "read", params=day).status_code == 404

@@ -1,0 +1,210 @@
+"""Meters, interval series (versions, pages, aggregates, CSV) and register reads over HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from amigate.domain import Interval, MeterStatus, Quality, RegisterRead, Source
+from amigate.normalize import floor_boundary
+from tests.api.conftest import JAN1, Api, Q, add_meter, add_series
+
+D = Decimal
+VALUES: list[Decimal | None] = [D("1.25"), D("2.5"), None, D("0.75"), D("1"), D("3.125")]
+
+
+def _seed(api: Api) -> int:
+    meter = add_meter(api.store, transformer_area="A1")
+    add_series(api.store, meter, JAN1, VALUES)
+    api.store.ingest_intervals([Interval(
+        meter_id=meter, channel="1.8.0", start=JAN1 + 2 * Q, end=JAN1 + 3 * Q, value=D("2"),
+        quality=Quality.ESTIMATED, version=2, source=Source.ESTIMATION, method=3,
+        reason_codes=("gap",), created_by="vee",
+    )])  # fmt: skip
+    return meter
+
+
+def _all_pages(api: Api, path: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = dict(params) | ({"cursor": cursor} if cursor else {})
+        page = api.get(path, "read", params=query)
+        assert page.status_code == 200, page.text
+        items += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_meter_list_filters_and_pages(api: Api) -> None:
+    ids = [add_meter(api.store, f"00000000000{i}", bus=f"b{i % 2}",
+                     transformer_area="A1" if i < 4 else "A2") for i in range(1, 7)]  # fmt: skip
+    api.store.retire_meter(ids[0])
+    everything = _all_pages(api, "/v1/meters", limit=4)
+    assert [m["id"] for m in everything] == ids
+    first = everything[0]
+    assert first["multiplier"] == "1.000000" and first["status"] == "retired"
+    assert [m["id"] for m in _all_pages(api, "/v1/meters", area="A1", limit=1)] == ids[:3]
+    assert [m["id"] for m in _all_pages(api, "/v1/meters", bus="b0")] == ids[1::2]
+    assert [m["id"] for m in _all_pages(api, "/v1/meters", status="retired")] == ids[:1]
+    assert _all_pages(api, "/v1/meters", model="nothing") == []
+    assert str(MeterStatus.ACTIVE) == "active"
+    bad = api.get("/v1/meters", "read", params={"status": "gone"})
+    assert bad.status_code == 422
+
+
+def test_meter_detail_has_collection_health(api: Api) -> None:
+    meter = add_meter(api.store, ct_ratio=D("40"), pt_ratio=D("1.5"))
+    now = floor_boundary(datetime.now(UTC), Q)
+    add_series(api.store, meter, now - 4 * Q, [D("1"), D("1"), None, D("1")])
+    body = api.get(f"/v1/meters/{meter}", "read").json()
+    assert body["multiplier"] == "60.000000" and body["ct_ratio"] == "40.000000"
+    health = body["health"]
+    assert health["expected_intervals"] == 96 and health["actual_intervals"] == 3
+    assert abs(health["success_rate"] - 3 / 96) < 1e-9
+    assert datetime.fromisoformat(health["last_read_at"]) == now + timedelta(seconds=5)
+    assert api.get("/v1/meters/999", "read").status_code == 404
+
+
+def test_interval_series_in_each_version_view(api: Api) -> None:
+    meter = _seed(api)
+    path = f"/v1/meters/{meter}/intervals"
+    rng = {"start": JAN1.isoformat(), "end": (JAN1 + 6 * Q).isoformat()}
+    latest = api.get(path, "read", params=rng).json()["items"]
+    assert [i["value"] for i in latest] == ["1.250000", "2.500000", "2.000000", "0.750000",
+                                            "1.000000", "3.125000"]  # fmt: skip
+    estimate = latest[2]
+    assert estimate | {"start": None, "end": None, "recorded_at": None} == {
+        "start": None, "end": None, "value": "2.000000", "quality": "estimated", "version": 2,
+        "source": "estimation", "method": 3, "reason_codes": ["gap"], "created_by": "vee",
+        "comment": None, "recorded_at": None,
+    }  # fmt: skip
+    assert datetime.fromisoformat(estimate["start"]) == JAN1 + 2 * Q
+    assert datetime.fromisoformat(estimate["end"]) == JAN1 + 3 * Q
+    original = api.get(path, "read", params=rng | {"version": "original"}).json()["items"]
+    assert original[2]["value"] is None and original[2]["quality"] == "missing"
+    assert original[2]["created_by"] is None and original[2]["version"] == 1
+    every = api.get(path, "read", params=rng | {"version": "all"}).json()["items"]
+    assert [(i["start"], i["version"]) for i in every][2:4] == [
+        (original[2]["start"], 1),
+        (original[2]["start"], 2),
+    ]
+    assert len(every) == 7
+    # Pages of two, across the two versions of one interval: nothing lost or repeated.
+    paged = _all_pages(api, path, **rng, version="all", limit=2)
+    assert paged == every
+    assert _all_pages(api, path, **rng, limit=1) == latest
+    other = api.get(path, "read", params=rng | {"channel": "2.8.0"}).json()
+    assert other == {"items": [], "next_cursor": None}
+
+
+def test_aggregates_by_hour_day_and_month(api: Api) -> None:
+    meter = _seed(api)
+    path = f"/v1/meters/{meter}/intervals/aggregate"
+    hours = api.get(path, "read", params={
+        "start": JAN1.isoformat(), "end": (JAN1 + timedelta(hours=2)).isoformat(),
+        "bucket": "hour"}).json()["items"]  # fmt: skip
+    assert [
+        (h["value"], h["intervals"], h["missing"], h["estimated"], h["completeness"]) for h in hours
+    ] == [("6.500000", 4, 0, 1, 1.0), ("4.125000", 2, 0, 0, 0.5)]
+    original = api.get(path, "read", params={
+        "start": JAN1.isoformat(), "end": (JAN1 + timedelta(hours=1)).isoformat(),
+        "bucket": "hour", "version": "original"}).json()["items"]  # fmt: skip
+    assert [(h["value"], h["missing"], h["completeness"]) for h in original] == [
+        ("4.500000", 1, 0.75)
+    ]
+    days = api.get(path, "read", params={
+        "start": (JAN1 - timedelta(days=1)).isoformat(),
+        "end": (JAN1 + timedelta(days=1)).isoformat()}).json()["items"]  # fmt: skip
+    assert [(datetime.fromisoformat(d["start"]), d["value"], d["intervals"]) for d in days] == [
+        (JAN1 - timedelta(days=1), "0.000000", 0),
+        (JAN1, "10.625000", 6),
+    ]
+    assert days[1]["completeness"] == round(6 / 96, 6)
+    # A month bucket in local time: January starts on 2025-12-31 16:00 UTC in Shanghai.
+    months = api.get(
+        path,
+        "read",
+        params={
+            "start": (JAN1 - timedelta(days=3)).isoformat(),
+            "end": (JAN1 + timedelta(days=3)).isoformat(),
+            "bucket": "month",
+        },
+    ).json()["items"]
+    assert [(m["start"], m["end"], m["value"]) for m in months] == [
+        ("2025-11-30T16:00:00Z", "2025-12-31T16:00:00Z", "0.000000"),
+        ("2025-12-31T16:00:00Z", "2026-01-31T16:00:00Z", "10.625000"),
+    ]
+    utc = api.get(path, "read", params={
+        "start": JAN1.isoformat(), "end": (JAN1 + timedelta(days=1)).isoformat(),
+        "timezone": "UTC"}).json()["items"]  # fmt: skip
+    assert [d["start"] for d in utc] == ["2025-12-31T00:00:00Z", "2026-01-01T00:00:00Z"]
+    assert (
+        api.get(
+            path,
+            "read",
+            params={
+                "start": JAN1.isoformat(),
+                "end": (JAN1 + Q).isoformat(),
+                "timezone": "Mars/Base",
+            },
+        ).status_code
+        == 422
+    )
+
+
+def test_interval_csv_export(api: Api) -> None:
+    meter = _seed(api)
+    response = api.get(
+        f"/v1/meters/{meter}/intervals.csv",
+        "read",
+        params={"start": JAN1.isoformat(), "end": (JAN1 + 6 * Q).isoformat(), "version": "all"},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == 7
+    assert rows[2]["value"] == "" and rows[2]["quality"] == "missing"
+    assert rows[3] | {"start": "", "end": ""} == {
+        "meter_id": str(meter), "channel": "1.8.0", "start": "", "end": "", "value": "2.000000",
+        "quality": "estimated", "version": "2", "source": "estimation", "method": "3",
+        "reason_codes": "gap", "created_by": "vee", "comment": "",
+    }  # fmt: skip
+    assert sum(D(r["value"]) for r in rows if r["version"] == "1" and r["value"]) == D("8.625")
+
+
+def test_register_reads_in_a_range_and_at_a_time(api: Api) -> None:
+    meter = _seed(api)
+    path = f"/v1/meters/{meter}/registers"
+    reads = _all_pages(api, path, start=JAN1.isoformat(), end=(JAN1 + 8 * Q).isoformat(),
+                       limit=2)  # fmt: skip
+    assert [r["value"] for r in reads] == [
+        "1000.000000",
+        "1001.250000",
+        "1003.750000",
+        "1004.500000",
+        "1005.500000",
+        "1008.625000",
+    ]
+    assert reads[0]["source"] == "poll" and reads[0]["clock_offset_s"] is None
+    at = api.get(f"{path}/at", "read", params={"at": (JAN1 + 2 * Q).isoformat()}).json()
+    assert at["value"] == "1001.250000"  # the 00:15:05 read: the 00:30 one is 5 s later
+    exactly = api.get(
+        f"{path}/at", "read", params={"at": (JAN1 + 2 * Q + timedelta(seconds=5)).isoformat()}
+    ).json()
+    assert exactly["value"] == "1003.750000"
+    early = api.get(f"{path}/at", "read", params={"at": JAN1.isoformat()})
+    assert early.status_code == 404
+    api.store.ingest_register_reads([RegisterRead(
+        meter_id=meter, channel="1.8.0", read_at=JAN1 - Q, value=D("999.5"),
+        collected_at=JAN1, source=Source.DAILY_FREEZE, clock_offset_s=-1.5)])  # fmt: skip
+    early = api.get(f"{path}/at", "read", params={"at": JAN1.isoformat()}).json()
+    assert (early["value"], early["source"], early["clock_offset_s"]) == (
+        "999.500000",
+        "daily_freeze",
+        -1.5,
+    )
