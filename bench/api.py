@@ -126,7 +126,7 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
 def measure(
     label: str, base: str, key: str, requests: int, call: Callable[[httpx.Client, int], None]
 ) -> list[float]:
-    """Run ``call`` ``requests`` times in each of 8 client threads; print p50/p99 in ms."""
+    """Run ``call`` ``requests`` times in each client thread; print p50/p99 in ms."""
     latencies: list[float] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -175,7 +175,8 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
 
     def series(http: httpx.Client, n: int) -> None:
         r = http.get(f"/v1/meters/{n * 7919 % meters + 1}/intervals", params=period)
-        assert r.status_code == 200 and len(r.json()["items"]) == days * 96, r.text[:200]
+        # Count without parsing: the clients share the 2 CPUs with the server.
+        assert r.status_code == 200 and r.content.count(b'"quality"') == days * 96, r.text[:200]
 
     def determinant(http: httpx.Client, n: int) -> None:
         r = http.get(f"/v1/meters/{n * 7919 % meters + 1}/determinants", params=period)
@@ -190,7 +191,8 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
     try:
         measure(f"meter-month series ({days * 96} intervals)", base, key, requests, series)
         measure("meter-month determinant", base, key, requests, determinant)
-        measure(f"batch of {batch_size} determinants", base, key, batches, batch)
+        if batches:
+            measure(f"batch of {batch_size} determinants", base, key, batches, batch)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -211,10 +213,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--clients", type=int, default=CLIENTS, help="concurrent clients")
     args = parser.parse_args()
+    globals()["CLIENTS"] = args.clients
     print(f"{platform.node()}: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
           f"{args.meters:,} meters x {args.days} days = {args.meters * args.days * 96:,} "
-          f"intervals; {CLIENTS} concurrent clients")  # fmt: skip
+          f"intervals; {args.clients} concurrent clients")  # fmt: skip
     if not args.skip_sqlite:
         url = f"sqlite:///{args.sqlite_path}"
         bench("SQLite", url, make_engine(url), args.meters, args.days, args.requests,

@@ -4,24 +4,23 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-22
 
-``changes`` is the change feed billing pulls from: database triggers add an
-entry for every statement that stores intervals or interval versions (one per
-meter and channel, with the range of starts and the row count) and for every
-anomaly created or moved to another status. Triggers, not application code,
-so that no write path can forget the feed and the entry commits with the data
-(on SQLite, the ingest path's own transaction writes the series entries).
+``changes`` is the change feed billing pulls from. Every statement that stores
+intervals or interval versions adds to one *open* entry per series (``txid``
+NULL: the range of starts and the row count), and every anomaly created or
+moved to another status to one open entry per anomaly. A feed reader seals the
+open entries it can see with the next generation number (``txid``) and returns
+sealed entries by (generation, id): an entry written by a transaction still
+running is invisible to the reader, stays open and is sealed by a later reader,
+so nothing appears behind a cursor already handed out.
 
 * PostgreSQL: statement-level triggers with transition tables on the
-  hypertables (one entry per series and statement, not per row), stamped with
-  the writing transaction's id; readers only return entries of transactions
-  older than every transaction still running, so a slow transaction cannot
-  commit an entry behind a cursor already handed out.
+  hypertables (one upsert per series and statement, not per row) and a
+  row-level trigger on anomalies; triggers, so no write path can forget the feed
+  and the entry commits with the data. Readers take an advisory lock to seal.
 * SQLite (one writer at a time): a per-row trigger would halve bulk ingest, so
   the ingest transaction itself adds the entries of its series (see
   ``amigate.storage.feed_queries.record_sqlite``) before it commits; anomalies
-  have row-level triggers. Entries stay *open* (``txid`` NULL) and absorb further
-  rows of their series until a feed reader seals them with the next generation
-  number, before reading.
+  have row-level triggers.
 """
 
 from __future__ import annotations
@@ -40,27 +39,33 @@ depends_on: str | Sequence[str] | None = None
 
 _SERIES = {"intervals": "intervals", "interval_versions": "versions"}
 
-_PG_SERIES_FUNCTION = """
+_OPEN = "(kind, meter_id, channel_id, anomaly_id) WHERE txid IS NULL"
+_PG_SERIES_FUNCTION = f"""
 CREATE FUNCTION amigate_series_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO changes (txid, kind, meter_id, channel_id, anomaly_id, first_at, last_at, rows,
-                         recorded_at)
-    SELECT pg_current_xact_id()::text::bigint, TG_ARGV[0], meter_id, channel_id, 0, min(ts),
-           max(ts), count(*), now()
-    FROM new_rows GROUP BY meter_id, channel_id;
+    INSERT INTO changes AS c (txid, kind, meter_id, channel_id, anomaly_id, first_at, last_at,
+                              rows, recorded_at)
+    SELECT NULL, TG_ARGV[0], meter_id, channel_id, 0, min(ts), max(ts), count(*), now()
+    FROM new_rows GROUP BY meter_id, channel_id
+    ON CONFLICT {_OPEN} DO UPDATE SET
+        first_at = least(c.first_at, excluded.first_at),
+        last_at = greatest(c.last_at, excluded.last_at), rows = c.rows + excluded.rows;
     RETURN NULL;
 END $$
 """
-_PG_ANOMALY_FUNCTION = """
+_PG_ANOMALY_FUNCTION = f"""
 CREATE FUNCTION amigate_anomaly_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status IS NOT DISTINCT FROM NEW.status THEN
         RETURN NULL;
     END IF;
-    INSERT INTO changes (txid, kind, meter_id, channel_id, anomaly_id, first_at, last_at, rows,
-                         status, recorded_at)
-    VALUES (pg_current_xact_id()::text::bigint, 'anomaly', coalesce(NEW.meter_id, 0), 0, NEW.id,
-            NEW.start_at, NEW.end_at, 1, NEW.status, now());
+    INSERT INTO changes AS c (txid, kind, meter_id, channel_id, anomaly_id, first_at, last_at,
+                              rows, status, recorded_at)
+    VALUES (NULL, 'anomaly', coalesce(NEW.meter_id, 0), 0, NEW.id, NEW.start_at, NEW.end_at, 1,
+            NEW.status, now())
+    ON CONFLICT {_OPEN} DO UPDATE SET
+        status = excluded.status, first_at = excluded.first_at, last_at = excluded.last_at,
+        rows = c.rows + 1;
     RETURN NULL;
 END $$
 """

@@ -246,3 +246,36 @@ def test_the_database_sums_equal_the_interval_by_interval_computation(engine: En
             )
         assert items[1]["estimated_intervals"] == 1
         assert items[0]["max_demand_at"] == "2025-12-31T18:30:00Z"
+
+
+def test_a_period_across_a_dst_change_is_computed_interval_by_interval(engine: Engine) -> None:
+    """Europe/Berlin springs forward on 2026-03-29: local time-of-use periods then shift by an
+    hour in UTC, which only the interval-by-interval computation follows."""
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 3, 28, tzinfo=berlin)
+    end = datetime(2026, 3, 30, tzinfo=berlin)
+    for api in make_api(engine, site_timezone="Europe/Berlin"):
+        meter = add_meter(api.store, timezone="Europe/Berlin")
+        slots = int((end.timestamp() - start.timestamp()) // Q.total_seconds())
+        first = start.astimezone(ZoneInfo("UTC"))  # UTC arithmetic: 15 real minutes a slot
+        add_series(api.store, meter, first, [D(i % 7 + 1) / 4 for i in range(slots)])
+        d = api.get(f"/v1/meters/{meter}/determinants", "billing",
+                    params={"start": start.isoformat(), "end": end.isoformat()}).json()  # fmt: skip
+        rows = [(iv.start, 900, int(iv.value * 1_000_000), 0)  # type: ignore[operator]
+                for iv in api.store.intervals(meter, "1.8.0", start, end)]  # fmt: skip
+        expected = compute(
+            meter_id=meter,
+            start=start,
+            end=end,
+            rows=rows,
+            start_read=None,
+            end_read=None,
+            multiplier=D(1),
+            classifier=TouSchedule().classifier(berlin),
+            interval_s=900,
+        )
+        assert {t["period"]: t["energy"] for t in d["tou"]} == {
+            name: energy(t.energy) for name, t in expected.tou.items()
+        }
+        assert d["intervals"] == slots == 188  # 47 hours
+        assert d["billable"] is True and d["consumption"] == energy(expected.consumption)

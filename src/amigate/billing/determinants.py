@@ -200,7 +200,7 @@ def finish(
     anomaly_ids: list[int] | None = None,
 ) -> Determinant:
     """The determinant of ``totals``: register delta, demand, completeness and reasons."""
-    seconds = (end - start).total_seconds()
+    seconds = end.timestamp() - start.timestamp()  # elapsed, also across a DST change
     delta = difference = None
     reasons: list[str] = []
     if start_read is None:

@@ -23,16 +23,13 @@ from amigate.storage.ingest import time_encoder
 _MISSING = int(Quality.MISSING)
 _ESTIMATED = ", ".join(str(int(q)) for q in (Quality.ESTIMATED, Quality.SUBSTITUTED,
                                              Quality.FINAL_SUBSTITUTE))  # fmt: skip
-#: Meters per statement in ``peak_times`` (SQLite allows 500 compound terms).
-_PEAK_CHUNK = 400
 
 
 @dataclass(slots=True)
 class Group:
     """Version 1 intervals of one meter in one time-of-use period.
 
-    ``peak_at`` is the start of the (earliest) interval with the peak value when the
-    database can tell in the same scan (SQLite), else None.
+    ``peak_at`` is the start of the earliest regular interval with the peak value.
     """
 
     meter_id: int
@@ -48,8 +45,8 @@ class Group:
 
 
 def _epoch(engine: Engine) -> str:
-    if engine.dialect.name == "postgresql":
-        return "CAST(extract(epoch FROM ts) AS bigint)"
+    if engine.dialect.name == "postgresql":  # date_part is a double; extract, a slow numeric
+        return "CAST(date_part('epoch', ts) AS bigint)"
     return "ts"
 
 
@@ -111,9 +108,13 @@ def period_groups(
     valued = f"value IS NOT NULL AND quality <> {_MISSING}"
     least = "min" if sqlite else "least"
     end_s = int(end.timestamp())
-    # SQLite: with exactly one max(), a bare column comes from the row holding the max
-    # (the first such row in key order, i.e. the earliest start).
-    bare = ", ts" if sqlite else ""
+    # The start of the earliest interval with the peak value. SQLite: with exactly one
+    # max(), a bare column comes from the row holding the max (the first such row in key
+    # order, i.e. the earliest start).
+    regular = f"{valued} AND duration_s = {int(interval_s)}"
+    bare = ", ts" if sqlite else (
+        f", (array_agg(ts ORDER BY value DESC, ts) FILTER (WHERE {regular}))[1]"
+    )  # fmt: skip
     query = text(
         f"SELECT meter_id, CASE {period} END AS p, "
         f"coalesce(sum(CASE WHEN {valued} THEN value END), 0), "
@@ -122,7 +123,7 @@ def period_groups(
         f"sum(CASE WHEN {valued} AND quality IN ({_ESTIMATED}) THEN 1 ELSE 0 END), "
         f"coalesce(sum(CASE WHEN {valued} AND quality IN ({_ESTIMATED}) THEN value END), 0), "
         f"coalesce(sum(CASE WHEN {valued} THEN {least}(duration_s, {end_s} - {t}) END), 0), "
-        f"max(CASE WHEN {valued} AND duration_s = {int(interval_s)} THEN value END){bare} "
+        f"max(CASE WHEN {regular} THEN value END){bare} "
         "FROM intervals WHERE meter_id IN :ids AND channel_id = :c AND ts >= :lo AND ts < :hi "
         "GROUP BY meter_id, p"
     ).bindparams(bindparam("ids", expanding=True))
@@ -132,44 +133,9 @@ def period_groups(
     with translate_errors(engine), engine.connect() as conn:
         for row in conn.execute(query, params).all():
             m, p, e, n, miss, est, est_e, cov, peak = row[:9]
-            at = datetime.fromtimestamp(row[9], UTC) if sqlite and peak is not None else None
+            at = row[9] if peak is not None else None
+            if at is not None:
+                at = datetime.fromtimestamp(at, UTC) if sqlite else at.astimezone(UTC)
             out.append(Group(int(m), int(p), int(e), int(n), int(miss), int(est), int(est_e),
                              int(cov), None if peak is None else int(peak), at))  # fmt: skip
-    return out
-
-
-def peak_times(
-    engine: Engine,
-    cid: int,
-    peaks: Sequence[tuple[int, datetime, datetime, int]],
-    interval_s: int,
-) -> dict[int, datetime]:
-    """The earliest start of a regular interval with a meter's peak value.
-
-    Args:
-        engine: the database.
-        cid: the channel id.
-        peaks: ``(meter, from, until, value)``: where to look for each meter.
-        interval_s: the regular interval length.
-    """
-    encode = time_encoder(engine)
-    out: dict[int, datetime] = {}
-    with translate_errors(engine), engine.connect() as conn:
-        for first in range(0, len(peaks), _PEAK_CHUNK):
-            chunk = peaks[first : first + _PEAK_CHUNK]
-            parts, params = [], {"c": cid, "d": interval_s}
-            for i, (meter, low, high, value) in enumerate(chunk):
-                parts.append(
-                    f"SELECT :m{i} AS meter_id, min(ts) AS at FROM intervals "
-                    f"WHERE meter_id = :m{i} AND channel_id = :c AND ts >= :lo{i} "
-                    f"AND ts < :hi{i} AND duration_s = :d AND value = :v{i}"
-                )
-                params |= {f"m{i}": meter, f"lo{i}": encode(low), f"hi{i}": encode(high),
-                           f"v{i}": value}  # fmt: skip
-            for meter, at in conn.execute(text(" UNION ALL ".join(parts)), params).all():
-                if at is not None:
-                    out[int(meter)] = (
-                        datetime.fromtimestamp(at, UTC) if isinstance(at, int) else
-                        at.astimezone(UTC)
-                    )  # fmt: skip
     return out

@@ -1,12 +1,11 @@
-"""The change feed: entries written by triggers (migration 0003), read in a safe order.
+"""The change feed: entries written by triggers and ingest (migration 0003), read in order.
 
-Entries are ordered by ``(txid, id)``. On PostgreSQL ``txid`` is the id of the
-transaction that wrote the entry, and only entries of transactions older than
-the oldest one still running are returned: every transaction that could still
-commit has a larger id, so nothing can appear behind a cursor already handed
-out. On SQLite (one writer at a time) the ingest transaction records its series
-entries itself (:func:`record_sqlite`), and a reader first seals the open
-entries with the next generation number, inside its own write transaction.
+Writers add to *open* entries (``txid`` NULL), one per series or anomaly. A
+reader seals every open entry it can see with the next generation number, inside
+its own transaction (serialized by an advisory lock on PostgreSQL, by the write
+lock on SQLite), and returns sealed entries by (generation, id). An entry whose
+transaction is still running is invisible, stays open and gets a later
+generation: nothing can appear behind a cursor already handed out.
 """
 
 from __future__ import annotations
@@ -44,6 +43,8 @@ _COLUMNS = (
     "c.txid, c.id, c.kind, c.meter_id, ch.code, c.anomaly_id, c.first_at, c.last_at, c.rows, "
     "c.status, c.recorded_at FROM changes c LEFT JOIN channels ch ON ch.id = c.channel_id"
 )
+#: The advisory lock that serializes feed readers on PostgreSQL ("amigate feed").
+_FEED_LOCK = 0x616D_6967_6665_6564
 _SEAL = (
     "UPDATE changes SET txid = (SELECT coalesce(max(txid), 0) + 1 FROM changes) WHERE txid IS NULL"
 )
@@ -93,21 +94,19 @@ def _time(value: object) -> datetime | None:
 
 
 def read_changes(engine: Engine, after: tuple[int, int], limit: int) -> list[Change]:
-    """Entries after the key ``(txid, id)``, oldest first, at most ``limit``."""
+    """Seal the open entries, then return entries after the key ``(txid, id)``, oldest first."""
     params = {"t": after[0], "i": after[1], "n": limit}
     with translate_errors(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            rows = conn.execute(text(
-                f"SELECT {_COLUMNS} WHERE c.txid < "
-                "pg_snapshot_xmin(pg_current_snapshot())::text::bigint "
-                "AND (c.txid, c.id) > (:t, :i) ORDER BY c.txid, c.id LIMIT :n"
-            ), params).all()  # fmt: skip
-        else:
-            conn.execute(text(_SEAL))
-            rows = conn.execute(text(
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+        conn.execute(text(_SEAL))
+        rows = conn.execute(
+            text(
                 f"SELECT {_COLUMNS} WHERE c.txid IS NOT NULL AND (c.txid, c.id) > (:t, :i) "
                 "ORDER BY c.txid, c.id LIMIT :n"
-            ), params).all()  # fmt: skip
+            ),
+            params,
+        ).all()
     return [_change(r) for r in rows]
 
 

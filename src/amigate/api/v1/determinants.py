@@ -138,10 +138,6 @@ def _database_totals(
             and g.peak_at < t.peak_at
         )):  # fmt: skip
             t.peak, t.peak_at = g.peak, g.peak_at
-    if engine.dialect.name == "postgresql":  # the time of each peak: a second, indexed look
-        wanted = [(m, start, end, t.peak) for m, t in out.items() if t.peak is not None]
-        for meter, at in billing_queries.peak_times(engine, cid, wanted, interval_s).items():
-            out[meter].peak_at = at
     return out
 
 

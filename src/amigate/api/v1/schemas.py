@@ -100,6 +100,21 @@ class MeterDetail(MeterOut):
 class IntervalOut(_Out):
     """One version of one interval."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:15:00Z",
+                    "value": "2.000000", "quality": "estimated", "version": 2,
+                    "source": "estimation", "method": 3, "reason_codes": ["gap"],
+                    "created_by": "amigate", "comment": None,
+                    "recorded_at": "2026-01-01T06:00:00Z",
+                }
+            ]
+        },
+    )  # fmt: skip
+
     start: datetime
     end: datetime
     value: DecimalStr | None = Field(description="energy (primary), null when missing")
@@ -154,6 +169,31 @@ class TouOut(_Out):
 
 class DeterminantOut(_Out):
     """Billing determinants of one meter over ``[start, end)``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "meter_id": 17, "channel": "1.8.0", "start": "2025-12-31T16:00:00Z",
+                    "end": "2026-01-31T16:00:00Z", "billable": True, "reasons": [],
+                    "start_read": {"read_at": "2025-12-31T16:00:05Z", "value": "5000.000000"},
+                    "end_read": {"read_at": "2026-01-31T16:00:05Z", "value": "5149.850000"},
+                    "multiplier": "10.000000", "consumption": "1498.500000",
+                    "register_delta": "1498.500000", "difference": "0.000000",
+                    "tou": [
+                        {"period": "尖", "energy": "124.000000", "intervals": 248},
+                        {"period": "峰", "energy": "315.500000", "intervals": 620},
+                        {"period": "平", "energy": "496.000000", "intervals": 992},
+                        {"period": "谷", "energy": "563.000000", "intervals": 1116},
+                    ],
+                    "max_demand": "24.000000", "max_demand_at": "2026-01-01T00:00:00Z",
+                    "intervals": 2976, "missing_intervals": 0, "estimated_intervals": 0,
+                    "estimated_energy": "0.000000", "completeness": 1.0, "open_anomalies": [],
+                }
+            ]
+        },
+    )  # fmt: skip
 
     meter_id: int
     channel: str
