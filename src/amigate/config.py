@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     vee: VeeSettings = Field(
         default_factory=VeeSettings, description="validation thresholds (see docs/vee.md)"
     )
+    sqlite_cache_mb: int = Field(
+        default=8, ge=1, le=4096,
+        description="SQLite page cache per connection of `amigate run` (bulk loads use more)",
+    )
     vee_every_minutes: int = Field(
         default=15, ge=0,
         description="`amigate run` validates the last vee_window_hours this often (0: never)",

@@ -33,6 +33,7 @@ from amigate.drivers.dlt645 import Dlt645Client
 from amigate.drivers.modbus import ModbusBus, ModbusMeter
 from amigate.errors import AmigateError, PortUnavailable, StorageUnavailable
 from amigate.fleet import BusConfig, Fleet
+from amigate.memory import trim
 from amigate.meter_cache import load_meters, save_meters
 from amigate.meter_models import MeterModel
 from amigate.metrics import DayCompleteness, Metrics
@@ -49,6 +50,8 @@ _LOG = logging.getLogger(__name__)
 _SUCCESS_CHANNEL = "1.8.0"
 #: Seconds between attempts to open a bus that cannot be opened.
 _REOPEN_S = 30.0
+#: Seconds between two hand-backs of freed memory.
+_TRIM_S = 60.0
 #: Seconds a worker may take to finish its meter after a stop request.
 _STOP_GRACE_S = 10.0
 
@@ -129,6 +132,7 @@ class Service:
         self._on_ready = on_ready
         self._stop = asyncio.Event()
         self._validation: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
 
     # --- meters -------------------------------------------------------------------------
 
@@ -232,6 +236,7 @@ class Service:
             for bus in self.buses:
                 bus.tasks.append(asyncio.create_task(self._bus(bus), name=f"bus {bus.config.name}"))
             self.workers_started = True
+            self._trimmer = asyncio.create_task(self._trim_loop(), name="memory")
             if self.fleet is not None and self.settings.vee_every_minutes:
                 self._validation = asyncio.create_task(self._validate_loop(), name="validation")
             # uvicorn offers no event for "listening"
@@ -244,10 +249,11 @@ class Service:
             stopper.cancel()
         finally:
             _LOG.info("stopping: workers finish the meter they are reading")
-            if self._validation is not None:
-                self._validation.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._validation
+            for task in (self._validation, self._trimmer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._stop_buses()
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
@@ -255,6 +261,12 @@ class Service:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         _LOG.info("stopped")
+
+    async def _trim_loop(self) -> None:
+        """Hand freed heap pages back to the system every minute (see ``amigate.memory``)."""
+        while not self._stop.is_set():
+            await asyncio.sleep(_TRIM_S)
+            await asyncio.to_thread(trim)
 
     async def _validate_loop(self) -> None:
         """Validate what arrived, every ``vee_every_minutes`` (rules, estimates, line loss).

@@ -87,6 +87,7 @@ class Spool:
             ":memory:" if path is None else path, check_same_thread=False, isolation_level=None
         )
         self._db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
+        self._db.execute("PRAGMA cache_size=-256")  # KiB: a bus's spool is a short queue
         self._db.execute(_SCHEMA)
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self._count = int(self._db.execute("SELECT count(*) FROM rows").fetchone()[0])

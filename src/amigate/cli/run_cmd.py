@@ -10,6 +10,7 @@ from pathlib import Path
 from amigate.cli import Commands
 from amigate.config import Settings, load_settings
 from amigate.errors import StorageUnavailable
+from amigate.memory import bound_allocator
 from amigate.storage import make_engine, require_current, upgrade
 from amigate.storage.engine import check_connection, mask
 
@@ -47,7 +48,8 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     models = load_models(settings.drivers_dirs)
     fleet = load_fleet(settings.fleet_file, models) if settings.fleet_file else None
     url = settings.database_url.get_secret_value()
-    engine = make_engine(url, check=False)
+    bound_allocator()
+    engine = make_engine(url, check=False, sqlite_cache_kib=settings.sqlite_cache_mb * 1024)
     try:
         try:
             check_connection(engine)
@@ -70,3 +72,4 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         asyncio.run(service.run())
     finally:
         engine.dispose()
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,14 @@ def mask(url: str) -> str:
         return "<unparseable URL>"
 
 
-def make_engine(url: str, *, check: bool = True, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, check: bool = True, sqlite_cache_kib: int = 65536, **kwargs: Any
+) -> Engine:
     """Create an engine for ``url`` and check that the database answers (unless ``check``
     is false: a service that must start while its database is away).
+
+    ``sqlite_cache_kib`` is SQLite's page cache per connection: large for bulk loads
+    (the default), small for a long-running service on a small gateway.
 
     SQLite gets WAL mode, ``synchronous=NORMAL`` and a busy timeout; PostgreSQL a
     connect timeout, so an unreachable server fails in seconds, not minutes.
@@ -77,18 +83,18 @@ def make_engine(url: str, *, check: bool = True, **kwargs: Any) -> Engine:
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(f"database URL {mask(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, cache_kib=sqlite_cache_kib))
     if check:
         check_connection(engine)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, cache_kib: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: bulk ingest touches many pages
+    cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # bulk ingest touches many pages
     cursor.close()
 
 
