@@ -27,15 +27,7 @@ from decimal import Decimal
 from amigate.availability import Availability
 from amigate.backfill import Backfiller
 from amigate.clocks import ClockKeeper, ClockPolicy
-from amigate.domain import (
-    Anomaly,
-    Interval,
-    Meter,
-    Protocol,
-    RegisterRead,
-    Sample,
-    Source,
-)
+from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
 from amigate.errors import AmigateError, ReadTimeout, StorageUnavailable
 from amigate.fleet import BusConfig
 from amigate.freezes import FreezeReads
@@ -194,7 +186,7 @@ class BusWorker:
             assert meter.id is not None
             latest = await asyncio.to_thread(self.store.last_register_reads, meter.id)
             ends = await asyncio.to_thread(self.store.last_interval_ends, meter.id)
-            since = min(ends.values()) - timedelta(days=1) if ends else None
+            since = min(ends.values()) - self.interval if ends else None
             reads = await asyncio.to_thread(poll_reads_since, self.store.engine, meter.id, since)
             for (meter_id, channel), series in self._series.items():
                 if meter_id == meter.id:
@@ -212,9 +204,21 @@ class BusWorker:
         reads: Sequence[RegisterRead], latest: RegisterRead | None, report: CycleReport,
     ) -> None:  # fmt: skip
         """Anchor ``series`` at the read ending its last interval; normalize the later reads."""
-        slots = [floor_boundary(r.read_at, self.interval) for r in reads]
-        done = sum(1 for at in slots if at <= end) if end is not None else min(1, len(reads))
-        anchor = reads[done - 1] if done else (None if reads else latest)
+        def slot(read: RegisterRead) -> datetime:
+            return floor_boundary(read.read_at, self.interval)
+
+        anchor: RegisterRead | None
+        if end is None:  # no interval yet: the first read starts the series
+            done = min(1, len(reads))
+            anchor = reads[0] if reads else latest
+        else:
+            done = sum(1 for r in reads if slot(r) <= end)
+            if done:
+                anchor = reads[done - 1]
+            elif latest is not None and slot(latest) <= end:
+                anchor = latest  # the meter failed before the restart: bridge from its last read
+            else:
+                anchor = None
         series.anchor = None if anchor is None else Anchor(
             slot=floor_boundary(anchor.read_at, self.interval), value=anchor.value,
             identity=_who(meter),
