@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -95,8 +95,6 @@ class StepResult:
     meter_id: int | None = None
     intervals: int = 0
     records: int = 0
-    finished: int = 0
-    rows: list[Interval] = field(default_factory=list)
 
 
 class Backfiller:
@@ -220,7 +218,7 @@ class Backfiller:
         except DeviceRejected as exc:
             _LOG.info("bus %s: meter %s has no load-profile records from %s (%s); "
                       "the gap stays a span", self.bus, meter.address, since, exc)  # fmt: skip
-            self._drop(gaps, finished=True)
+            self._drop(gaps)
             return result
         except AmigateError as exc:
             for gap in gaps:
@@ -242,11 +240,9 @@ class Backfiller:
                 await asyncio.to_thread(self.store.ingest_register_reads, reads)
             if rows:
                 await asyncio.to_thread(self.store.ingest_intervals, rows)
-            result.rows.extend(rows)
             result.intervals += sum(1 for r in rows if r.quality is Quality.ACTUAL)
             if rest is None:
-                self._drop([gap], finished=True)
-                result.finished += 1
+                self._drop([gap])
             else:
                 assert rest.value is not None
                 gap.start, gap.value, gap.source, gap.failures = (
@@ -256,7 +252,7 @@ class Backfiller:
         self._report()
         return result
 
-    def _drop(self, gaps: Sequence[Gap], *, finished: bool = False) -> None:
+    def _drop(self, gaps: Sequence[Gap]) -> None:
         for gap in gaps:
             if gap in self.gaps:
                 self.gaps.remove(gap)

@@ -27,7 +27,7 @@ from decimal import Decimal
 from amigate.availability import Availability
 from amigate.backfill import Backfiller
 from amigate.clocks import ClockKeeper, ClockPolicy
-from amigate.domain import Anomaly, Interval, Meter, Protocol, RegisterRead, Sample, Source
+from amigate.domain import Anomaly, Interval, Meter, RegisterRead, Sample, Source
 from amigate.errors import AmigateError, ReadTimeout, StorageUnavailable
 from amigate.fleet import BusConfig
 from amigate.freezes import FreezeReads
@@ -149,11 +149,7 @@ class BusWorker:
         self._samples: list[Sample] = []
         self._anomalies: list[Anomaly] = []
         #: Meters whose reads can be read again from their memory (dropped first when full).
-        self.backfillable = frozenset(
-            m.id for m in self.meters
-            if m.id is not None and m.protocol is not Protocol.MODBUS
-            and models[m.model].memory.load_profile_days > 0
-        )  # fmt: skip
+        self.backfillable = frozenset(self.backfill.meters)
         for meter in self.meters:
             assert meter.id is not None
             model = models[meter.model]

@@ -10,8 +10,7 @@ import argparse
 import json
 
 from amigate.cli import Commands
-from amigate.config import load_settings
-from amigate.storage import make_engine, require_current, upgrade
+from amigate.cli.meters_cmd import store_from_args
 from amigate.storage.api_keys import SCOPES, ApiKey, ApiKeys
 
 
@@ -37,12 +36,7 @@ def register(commands: Commands) -> None:
 
 
 def _keys(args: argparse.Namespace) -> ApiKeys:
-    engine = make_engine(load_settings(args.config).database_url.get_secret_value())
-    if engine.dialect.name == "sqlite":
-        upgrade(engine)  # the embedded default sets itself up
-    else:
-        require_current(engine)
-    return ApiKeys(engine)
+    return ApiKeys(store_from_args(args).engine)
 
 
 def _row(key: ApiKey) -> dict[str, object]:
