@@ -138,6 +138,11 @@ class Settings(BaseSettings):
         default=8, ge=1, le=4096,
         description="SQLite page cache per connection of `amigate run` (bulk loads use more)",
     )
+    sqlite_heap_mb: int = Field(
+        default=16, ge=0, le=65536,
+        description="SQLite memory of `amigate run` in all: once its connections (store and "
+        "spools) hold this much, their page caches reuse pages instead of growing (0: no limit)",
+    )
     vee_every_minutes: int = Field(
         default=15, ge=0,
         description="`amigate run` validates the last vee_window_hours this often (0: never)",
@@ -145,6 +150,15 @@ class Settings(BaseSettings):
     vee_window_hours: int = Field(
         default=24, ge=1, le=24 * 31,
         description="how far back each validation run of `amigate run` looks",
+    )
+    day_totals_every_minutes: int = Field(
+        default=15, ge=0,
+        description="`amigate run` adds up closed days per tariff period this often, for fast "
+        "billing determinants (0: never; determinants are then summed from the intervals)",
+    )
+    day_totals_days: int = Field(
+        default=62, ge=1, le=3660,
+        description="how many closed days back the day totals are kept built",
     )
     timescale_chunk_interval: str = Field(
         default="1 day",

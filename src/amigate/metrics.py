@@ -129,6 +129,14 @@ class Metrics:
         self.validated = Counter(
             "amigate_validated_intervals", "Intervals validated by the service's runs.", registry=r
         )
+        self.totals_runs = Counter(
+            "amigate_day_totals_runs", "Day-totals builds of the service, by result (ok, failed).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.totals_rows = Counter(
+            "amigate_day_totals_rows", "Day-total rows built (meter, channel, day, tariff period).",
+            registry=r,
+        )  # fmt: skip
         r.register(_Derived(self))
 
     # --- reported by bus workers ------------------------------------------------------
@@ -172,6 +180,11 @@ class Metrics:
         """A validation run ended."""
         self.validations.labels("ok" if ok else "failed").inc()
         self.validated.inc(intervals)
+
+    def day_totals(self, *, ok: bool, rows: int = 0) -> None:
+        """A day-totals build ended."""
+        self.totals_runs.labels("ok" if ok else "failed").inc()
+        self.totals_rows.inc(rows)
 
     def set_clock_offset(self, bus: str, meter: str, seconds: float) -> None:
         """The clock of ``meter`` (its address) was off by ``seconds`` at its latest check."""

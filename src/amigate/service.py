@@ -132,6 +132,7 @@ class Service:
         self._on_ready = on_ready
         self._stop = asyncio.Event()
         self._validation: asyncio.Task[None] | None = None
+        self._totals: asyncio.Task[None] | None = None
         self._trimmer: asyncio.Task[None] | None = None
 
     # --- meters -------------------------------------------------------------------------
@@ -239,6 +240,8 @@ class Service:
             self._trimmer = asyncio.create_task(self._trim_loop(), name="memory")
             if self.fleet is not None and self.settings.vee_every_minutes:
                 self._validation = asyncio.create_task(self._validate_loop(), name="validation")
+            if self.settings.day_totals_every_minutes:
+                self._totals = asyncio.create_task(self._totals_loop(), name="day totals")
             # uvicorn offers no event for "listening"
             while not server.started and not api.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
@@ -249,7 +252,7 @@ class Service:
             stopper.cancel()
         finally:
             _LOG.info("stopping: workers finish the meter they are reading")
-            for task in (self._validation, self._trimmer):
+            for task in (self._validation, self._totals, self._trimmer):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -267,6 +270,33 @@ class Service:
         while not self._stop.is_set():
             await asyncio.sleep(_TRIM_S)
             await asyncio.to_thread(trim)
+
+    async def _totals_loop(self) -> None:
+        """Add up closed days per tariff period for billing, a minute after the start and then
+        every ``day_totals_every_minutes`` (see ``amigate.storage.day_totals``)."""
+        from amigate.billing.totals import build
+
+        classifier = self.settings.tou.classifier(self.settings.timezone)
+        interval_s = int(self.settings.interval.total_seconds())
+        wait = 60.0
+        while not self._stop.is_set():
+            await self.clock.sleep(wait)
+            wait = self.settings.day_totals_every_minutes * 60
+            try:
+                rows = await asyncio.to_thread(
+                    build, self.store, classifier, interval_s=interval_s,
+                    days=self.settings.day_totals_days, now=self.clock.now(),
+                )  # fmt: skip
+            except AmigateError as exc:
+                _LOG.warning("building day totals failed: %s; trying again in %d min", exc,
+                             self.settings.day_totals_every_minutes)  # fmt: skip
+                self.metrics.day_totals(ok=False)
+                continue
+            except Exception:  # a bug: never end the service for it
+                _LOG.exception("building day totals failed")
+                self.metrics.day_totals(ok=False)
+                continue
+            self.metrics.day_totals(ok=True, rows=rows)
 
     async def _validate_loop(self) -> None:
         """Validate what arrived, every ``vee_every_minutes`` (rules, estimates, line loss).

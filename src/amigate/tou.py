@@ -126,16 +126,16 @@ class TouClassifier:
         self._holidays = frozenset(schedule.holidays)
         self._weekends = schedule.weekends_as_holidays
         self._cache: dict[datetime, str] = {}
+        self._ranges: list[tuple[int, int, str]] = []
+        for minute, name in enumerate(self._by_minute):
+            if self._ranges and self._ranges[-1][2] == name:
+                self._ranges[-1] = (self._ranges[-1][0], minute + 1, name)
+            else:
+                self._ranges.append((minute, minute + 1, name))
 
     def ranges(self) -> list[tuple[int, int, str]]:
         """The day as ``(first minute, end minute, period)`` runs, in order."""
-        out: list[tuple[int, int, str]] = []
-        for minute, name in enumerate(self._by_minute):
-            if out and out[-1][2] == name and out[-1][1] == minute:
-                out[-1] = (out[-1][0], minute + 1, name)
-            else:
-                out.append((minute, minute + 1, name))
-        return out
+        return list(self._ranges)
 
     def special_days(self, start: datetime, end: datetime) -> tuple[str | None, list[date], bool]:
         """``(holiday period, holidays within the range, weekends count as holidays)``."""

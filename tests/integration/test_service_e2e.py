@@ -196,6 +196,9 @@ def test_run_with_a_fleet_stores_intervals_and_stops_on_sigterm(tmp_path: Path) 
             assert ready is not None and ready.status_code == 200
             # Validation runs on its own as data arrives (every scaled minute here).
             _wait("a validation run", lambda: _validated(api_port), proc, 60)
+            # Day totals are built a (scaled) minute after the start, then on their schedule.
+            _wait("a day-totals build", lambda: _counted(api_port, "amigate_day_totals_runs_total"),
+                  proc, 60)  # fmt: skip
             output = _stop_cleanly(proc)
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=10)
@@ -203,10 +206,14 @@ def test_run_with_a_fleet_stores_intervals_and_stops_on_sigterm(tmp_path: Path) 
 
 
 def _validated(port: int) -> bool:
+    return _counted(port, "amigate_validation_runs_total")
+
+
+def _counted(port: int, counter: str) -> bool:
     response = _get(f"http://127.0.0.1:{port}/metrics")
     if response is None:
         return False
-    line = 'amigate_validation_runs_total{result="ok"}'
+    line = counter + '{result="ok"}'
     values = [float(x.split()[-1]) for x in response.text.splitlines() if x.startswith(line)]
     return bool(values) and values[0] >= 1
 

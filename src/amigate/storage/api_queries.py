@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, bindparam, case, func, select, text
+from sqlalchemy import Engine, TextClause, bindparam, case, func, select, text
 from sqlalchemy.orm import Session
 
 from amigate.domain import Quality
@@ -281,22 +281,7 @@ def reads_at_or_before(
     engine: Engine, meter_ids: Sequence[int], cid: int, at: datetime, since: datetime
 ) -> dict[int, ReadRow]:
     """Per meter, the latest register read in ``[since, at]`` (one query for a batch)."""
-    t = RegisterReadRow
-    newest = (
-        select(t.meter_id, func.max(t.read_at).label("at"))
-        .where(t.meter_id.in_(list(meter_ids)), t.channel_id == cid, t.read_at <= at,
-               t.read_at >= since)
-        .group_by(t.meter_id)
-        .subquery()
-    )  # fmt: skip
-    query = select(t.meter_id, t.read_at, t.value, t.collected_at, t.source,
-                   t.clock_offset_ms).join(
-        newest, and_(t.meter_id == newest.c.meter_id, t.read_at == newest.c.at)
-    ).where(t.channel_id == cid)  # fmt: skip
-    with translate_errors(engine), engine.connect() as conn:
-        return {
-            r[0]: ReadRow(aware(r[1]), r[2], aware(r[3]), r[4], r[5]) for r in conn.execute(query)
-        }
+    return _boundary_reads(engine, _LATEST_READ, meter_ids, cid, since, at)
 
 
 def reads_page(
@@ -349,19 +334,30 @@ def first_reads_in(
     engine: Engine, meter_ids: Sequence[int], cid: int, low: datetime, high: datetime
 ) -> dict[int, ReadRow]:
     """Per meter, the earliest register read in ``[low, high)`` (one query for a batch)."""
-    t = RegisterReadRow
-    first = (
-        select(t.meter_id, func.min(t.read_at).label("at"))
-        .where(t.meter_id.in_(list(meter_ids)), t.channel_id == cid, t.read_at >= low,
-               t.read_at < high)
-        .group_by(t.meter_id)
-        .subquery()
-    )  # fmt: skip
-    query = select(t.meter_id, t.read_at, t.value, t.collected_at, t.source,
-                   t.clock_offset_ms).join(
-        first, and_(t.meter_id == first.c.meter_id, t.read_at == first.c.at)
-    ).where(t.channel_id == cid)  # fmt: skip
+    return _boundary_reads(engine, _FIRST_READ, meter_ids, cid, low, high)
+
+
+def _read_query(pick: str, window: str) -> TextClause:
+    return text(
+        "SELECT r.meter_id, r.read_at, r.value, r.collected_at, r.source, r.clock_offset_ms "
+        f"FROM register_reads r JOIN (SELECT meter_id, {pick}(read_at) AS at FROM register_reads "
+        f"WHERE meter_id IN :ids AND channel_id = :c AND {window} GROUP BY meter_id) f "
+        "ON r.meter_id = f.meter_id AND r.read_at = f.at WHERE r.channel_id = :c"
+    ).bindparams(bindparam("ids", expanding=True))
+
+
+_FIRST_READ = _read_query("min", "read_at >= :lo AND read_at < :hi")
+_LATEST_READ = _read_query("max", "read_at >= :lo AND read_at <= :hi")
+
+
+def _boundary_reads(
+    engine: Engine, query: TextClause, meter_ids: Sequence[int], cid: int, low: datetime,
+    high: datetime,
+) -> dict[int, ReadRow]:  # fmt: skip
+    encode, decode = time_encoder(engine), time_decoder(engine)
+    params = {"ids": list(meter_ids), "c": cid, "lo": encode(low), "hi": encode(high)}
     with translate_errors(engine), engine.connect() as conn:
         return {
-            r[0]: ReadRow(aware(r[1]), r[2], aware(r[3]), r[4], r[5]) for r in conn.execute(query)
+            m: ReadRow(decode(at), value, decode(collected), source, offset)
+            for m, at, value, collected, source, offset in conn.execute(query, params)
         }

@@ -20,8 +20,9 @@ from amigate.domain import Quality
 from amigate.storage.engine import translate_errors
 from amigate.storage.ingest import time_encoder
 
-_MISSING = int(Quality.MISSING)
-_ESTIMATED = ", ".join(str(int(q)) for q in (Quality.ESTIMATED, Quality.SUBSTITUTED,
+MISSING = int(Quality.MISSING)
+#: The qualities counted as estimated or substituted, as an SQL list.
+ESTIMATED_SQL = ", ".join(str(int(q)) for q in (Quality.ESTIMATED, Quality.SUBSTITUTED,
                                              Quality.FINAL_SUBSTITUTE))  # fmt: skip
 
 
@@ -44,10 +45,17 @@ class Group:
     peak_at: datetime | None
 
 
-def _epoch(engine: Engine) -> str:
+def epoch_sql(engine: Engine, column: str = "ts") -> str:
+    """SQL for a stored time column as integer epoch seconds."""
     if engine.dialect.name == "postgresql":  # date_part is a double; extract, a slow numeric
-        return "CAST(date_part('epoch', ts) AS bigint)"
-    return "ts"
+        return f"CAST(date_part('epoch', {column}) AS bigint)"
+    return column
+
+
+def period_case(epoch: str, offset_s: int, ranges: Sequence[tuple[int, int, int]]) -> str:
+    """The ``WHEN`` branches giving the tariff period of the epoch-seconds SQL ``epoch``."""
+    minute = f"((({epoch} + {int(offset_s)}) % 86400) / 60)"
+    return " ".join(f"WHEN {minute} < {int(hi)} THEN {int(index)}" for _lo, hi, index in ranges)
 
 
 def versioned_meters(
@@ -94,10 +102,9 @@ def period_groups(
         interval_s: the regular interval length (maximum demand ignores longer spans).
     """
     sqlite = engine.dialect.name == "sqlite"
-    t = _epoch(engine)
+    t = epoch_sql(engine)
     local = f"({t} + {int(offset_s)})"
-    minute = f"(({local} % 86400) / 60)"
-    period = " ".join(f"WHEN {minute} < {int(hi)} THEN {int(index)}" for _lo, hi, index in ranges)
+    period = period_case(t, offset_s, ranges)
     special = []
     if holiday_period is not None and holidays:
         special.append(f"{local} / 86400 IN ({', '.join(str(int(d)) for d in holidays)})")
@@ -105,7 +112,7 @@ def period_groups(
         special.append(f"({local} / 86400 + 3) % 7 >= 5")
     if special:
         period = f"WHEN {' OR '.join(special)} THEN {int(holiday_period or 0)} " + period
-    valued = f"value IS NOT NULL AND quality <> {_MISSING}"
+    valued = f"value IS NOT NULL AND quality <> {MISSING}"
     least = "min" if sqlite else "least"
     end_s = int(end.timestamp())
     # The start of the earliest interval with the peak value. SQLite: with exactly one
@@ -120,8 +127,8 @@ def period_groups(
         f"coalesce(sum(CASE WHEN {valued} THEN value END), 0), "
         f"sum(CASE WHEN {valued} THEN 1 ELSE 0 END), "
         f"sum(CASE WHEN {valued} THEN 0 ELSE 1 END), "
-        f"sum(CASE WHEN {valued} AND quality IN ({_ESTIMATED}) THEN 1 ELSE 0 END), "
-        f"coalesce(sum(CASE WHEN {valued} AND quality IN ({_ESTIMATED}) THEN value END), 0), "
+        f"sum(CASE WHEN {valued} AND quality IN ({ESTIMATED_SQL}) THEN 1 ELSE 0 END), "
+        f"coalesce(sum(CASE WHEN {valued} AND quality IN ({ESTIMATED_SQL}) THEN value END), 0), "
         f"coalesce(sum(CASE WHEN {valued} THEN {least}(duration_s, {end_s} - {t}) END), 0), "
         f"max(CASE WHEN {regular} THEN value END){bare} "
         "FROM intervals WHERE meter_id IN :ids AND channel_id = :c AND ts >= :lo AND ts < :hi "

@@ -6,7 +6,6 @@ import csv
 import io
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -35,7 +34,8 @@ from amigate.billing.determinants import (
     boundary_window,
     finish,
 )
-from amigate.storage import api_queries, billing_queries
+from amigate.billing.totals import fixed_offset, period_ranges
+from amigate.storage import api_queries, billing_queries, day_totals
 from amigate.storage.anomaly_queries import open_anomalies
 from amigate.storage.api_queries import ReadRow
 from amigate.tou import TouClassifier
@@ -94,34 +94,31 @@ def determinants(
     return out
 
 
-def fixed_offset(zone: ZoneInfo, start: datetime, end: datetime) -> int | None:
-    """The UTC offset (seconds) of ``zone`` if it stays the same over the period, else None."""
-    offsets = set()
-    at = start
-    while True:
-        offset = at.astimezone(zone).utcoffset()
-        offsets.add(None if offset is None else int(offset.total_seconds()))
-        if at >= end or len(offsets) > 1:
-            break
-        at = min(end, at + timedelta(hours=6))
-    only = offsets.pop() if len(offsets) == 1 else None
-    return only
-
-
 def _database_totals(
     engine: Engine, ids: list[int], cid: int, start: datetime, end: datetime, offset: int,
     classifier: TouClassifier, interval_s: int,
 ) -> dict[int, Totals]:  # fmt: skip
+    """Totals of meters without interval versions in the period: from day totals where every
+    day has them, else added up from the intervals."""
     names = classifier.names
     index = {name: i for i, name in enumerate(names)}
-    ranges = [(lo, hi, index[name]) for lo, hi, name in classifier.ranges()]
+    ranges = period_ranges(classifier)
     holiday, days, weekends = classifier.special_days(start, end)
-    out = {m: Totals.empty(classifier) for m in ids}
-    groups = billing_queries.period_groups(
-        engine, ids, cid, start, end, offset_s=offset, ranges=ranges,
-        holidays=[(d - date(1970, 1, 1)).days for d in days], weekends=weekends,
-        holiday_period=None if holiday is None else index[holiday], interval_s=interval_s,
+    special: dict[str, Any] = {
+        "holidays": [(d - date(1970, 1, 1)).days for d in days], "weekends": weekends,
+        "holiday_period": None if holiday is None else index[holiday],
+    }  # fmt: skip
+    covered, groups = day_totals.read_groups(
+        engine, ids, cid, start, end, ranges=ranges, offset_s=offset, interval_s=interval_s,
+        **special,
     )  # fmt: skip
+    rest = [m for m in ids if m not in covered]
+    if rest:
+        groups += billing_queries.period_groups(
+            engine, rest, cid, start, end, offset_s=offset, ranges=ranges,
+            interval_s=interval_s, **special,
+        )  # fmt: skip
+    out = {m: Totals.empty(classifier) for m in ids}
     for g in groups:
         t = out[g.meter_id]
         total = t.tou[names[g.period]]

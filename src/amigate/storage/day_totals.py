@@ -1,0 +1,214 @@
+"""Day totals: version-1 intervals added up per meter, channel, local day and tariff period.
+
+A billing determinant over whole local days reads these instead of the
+intervals: a meter-month is about 120 rows instead of 2,880, and a batch of
+1,000 meters one indexed scan. They are a cache, never a source:
+
+* built only for closed days (in the past by at least ``settle``) of timezones
+  with a fixed UTC offset, and only for days whose intervals have no later
+  versions (estimates and edits are read from the series instead);
+* dropped by every write into their day (migration 0004), so a row present is
+  always what the intervals add up to now;
+* tagged with a digest of the schedule they were built for; rows of another
+  schedule are ignored and replaced.
+
+The sums are the same as ``billing_queries.period_groups`` computes from the
+intervals, split by day; the tests check the two agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, bindparam, text
+
+from amigate.storage.billing_queries import ESTIMATED_SQL, MISSING, Group, epoch_sql, period_case
+from amigate.storage.engine import translate_errors
+from amigate.storage.ingest import time_encoder
+
+_LOG = logging.getLogger(__name__)
+_DAY = 86_400
+#: The builder's advisory lock ("amigate totals"), the same number as in migration 0004.
+_LOCK = 0x616D_6967_746F_7473
+_METER_BATCH = 1000
+
+
+def schedule_key(ranges: Sequence[tuple[int, int, int]], offset_s: int, interval_s: int) -> str:
+    """A digest of what the totals depend on: the period of each minute of the local day,
+    the UTC offset and the interval length."""
+    text_ = f"{offset_s}|{interval_s}|" + ",".join(f"{lo}-{hi}:{p}" for lo, hi, p in ranges)
+    return hashlib.sha256(text_.encode()).hexdigest()[:16]
+
+
+def _build_sql(engine: Engine, ranges: Sequence[tuple[int, int, int]], offset_s: int,
+               interval_s: int, day_end: int, meters: bool) -> str:  # fmt: skip
+    sqlite = engine.dialect.name == "sqlite"
+    t = epoch_sql(engine, "i.ts")
+    valued = f"i.value IS NOT NULL AND i.quality <> {MISSING}"
+    regular = f"{valued} AND i.duration_s = {int(interval_s)}"
+    estimated = f"{valued} AND i.quality IN ({ESTIMATED_SQL})"
+    peak_at = "i.ts" if sqlite else (
+        f"(array_agg(i.ts ORDER BY i.value DESC, i.ts) FILTER (WHERE {regular}))[1]"
+    )  # fmt: skip
+    only = "AND m.id IN :ids " if meters else ""
+    # One (meter, channel) at a time: NOT EXISTS on those two is checked before the
+    # intervals are read, so series already built (or with versions) cost one probe.
+    return (
+        "INSERT INTO day_totals (meter_id, channel_id, day_start, period, schedule, energy, "
+        "intervals, missing, estimated, estimated_energy, covered_s, overhang_s, peak, peak_at) "
+        "SELECT meter_id, channel_id, :d, p, :k, e, n, miss, est, est_e, cov, over, peak, "
+        "CASE WHEN peak IS NULL THEN NULL ELSE peak_at END FROM ("
+        f"SELECT i.meter_id, i.channel_id, CASE {period_case(t, offset_s, ranges)} END AS p, "
+        f"coalesce(sum(CASE WHEN {valued} THEN i.value END), 0) AS e, "
+        f"sum(CASE WHEN {valued} THEN 1 ELSE 0 END) AS n, "
+        f"sum(CASE WHEN {valued} THEN 0 ELSE 1 END) AS miss, "
+        f"sum(CASE WHEN {estimated} THEN 1 ELSE 0 END) AS est, "
+        f"coalesce(sum(CASE WHEN {estimated} THEN i.value END), 0) AS est_e, "
+        f"coalesce(sum(CASE WHEN {valued} THEN i.duration_s END), 0) AS cov, "
+        f"coalesce(sum(CASE WHEN {valued} AND {t} + i.duration_s > {day_end} "
+        f"THEN {t} + i.duration_s - {day_end} END), 0) AS over, "
+        f"max(CASE WHEN {regular} THEN i.value END) AS peak, {peak_at} AS peak_at "
+        "FROM meters m CROSS JOIN channels c JOIN intervals i ON i.meter_id = m.id "
+        "AND i.channel_id = c.id AND i.ts >= :d AND i.ts < :e "
+        f"WHERE true {only}"
+        "AND NOT EXISTS (SELECT 1 FROM day_totals t WHERE t.meter_id = m.id "
+        "AND t.channel_id = c.id AND t.day_start = :d) "
+        "AND NOT EXISTS (SELECT 1 FROM interval_versions v WHERE v.meter_id = m.id "
+        "AND v.channel_id = c.id AND v.ts >= :d AND v.ts < :e) "
+        "GROUP BY i.meter_id, i.channel_id, p) g"
+    )
+
+
+def build(
+    engine: Engine,
+    *,
+    ranges: Sequence[tuple[int, int, int]],
+    offset_s: int,
+    interval_s: int,
+    since: datetime,
+    now: datetime,
+    settle: timedelta = timedelta(hours=1),
+    meter_ids: Sequence[int] | None = None,
+) -> int:
+    """Build the missing day totals of the closed local days from ``since`` on.
+
+    Args:
+        engine: the database.
+        ranges: ``(first minute, end minute, period index)`` covering the local day.
+        offset_s: the fixed UTC offset of local time, in seconds.
+        interval_s: the regular interval length (maximum demand ignores longer spans).
+        since: the first day built is the local day holding this instant.
+        now: days ending after ``now - settle`` are not closed yet.
+        settle: how long after its end a day is left to late reads.
+        meter_ids: only these meters (default: all).
+
+    Returns:
+        The number of rows stored.
+    """
+    key = schedule_key(ranges, offset_s, interval_s)
+    encode = time_encoder(engine)
+    first = ((int(since.timestamp()) + offset_s) // _DAY) * _DAY - offset_s
+    last = ((int((now - settle).timestamp()) + offset_s) // _DAY) * _DAY - offset_s  # excluded
+    stored = 0
+    started = time.perf_counter()
+    with translate_errors(engine):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM day_totals WHERE schedule <> :k"), {"k": key})
+            ids = list(meter_ids) if meter_ids is not None else [
+                int(r[0]) for r in conn.execute(text("SELECT id FROM meters ORDER BY id"))
+            ]  # fmt: skip
+        for day in range(last - _DAY, first - 1, -_DAY):  # the newest first
+            sql = text(_build_sql(engine, ranges, offset_s, interval_s, day + _DAY, True))
+            sql = sql.bindparams(bindparam("ids", expanding=True))
+            for at in range(0, len(ids), _METER_BATCH):
+                params = {"d": encode(datetime.fromtimestamp(day, UTC)), "k": key,
+                          "e": encode(datetime.fromtimestamp(day + _DAY, UTC)),
+                          "ids": ids[at:at + _METER_BATCH]}  # fmt: skip
+                with engine.begin() as conn:
+                    if engine.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
+                    stored += conn.execute(sql, params).rowcount or 0
+    if stored:
+        _LOG.info("day totals: %d row(s) built in %.1f s", stored,
+                  time.perf_counter() - started)  # fmt: skip
+    return stored
+
+
+def read_groups(
+    engine: Engine,
+    meter_ids: Sequence[int],
+    cid: int,
+    start: datetime,
+    end: datetime,
+    *,
+    ranges: Sequence[tuple[int, int, int]],
+    offset_s: int,
+    interval_s: int,
+    holidays: Sequence[int] = (),
+    weekends: bool = False,
+    holiday_period: int | None = None,
+) -> tuple[set[int], list[Group]]:
+    """The period groups of the meters whose every day of ``[start, end)`` has totals.
+
+    ``start`` and ``end`` must be local midnights (else nothing is covered). The
+    groups are those ``billing_queries.period_groups`` returns for the same meters.
+
+    Returns:
+        ``(meters covered, their groups)``.
+    """
+    lo, hi = int(start.timestamp()), int(end.timestamp())
+    days = (hi - lo) // _DAY
+    if (lo + offset_s) % _DAY or (hi + offset_s) % _DAY or days <= 0 or not meter_ids:
+        return set(), []
+    key = schedule_key(ranges, offset_s, interval_s)
+    encode = time_encoder(engine)
+    where = ("FROM day_totals WHERE meter_id IN :ids AND channel_id = :c AND day_start >= :lo "
+             "AND day_start < :hi AND schedule = :k")  # fmt: skip
+    params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key}
+    count = text(f"SELECT meter_id, count(DISTINCT day_start) {where} GROUP BY meter_id")
+    with translate_errors(engine), engine.connect() as conn:
+        found = conn.execute(count.bindparams(bindparam("ids", expanding=True)), params).all()
+        covered = {int(m) for m, n in found if n == days}
+        if not covered:
+            return set(), []
+        params["ids"] = sorted(covered)
+        params["last"] = encode(datetime.fromtimestamp(hi - _DAY, UTC))
+        query = text(_read_sql(engine, offset_s, holidays, weekends, holiday_period, where))
+        rows = conn.execute(query.bindparams(bindparam("ids", expanding=True)), params).all()
+    sqlite = engine.dialect.name == "sqlite"
+    out = []
+    for m, p, e, n, miss, est, est_e, cov, peak, at in rows:
+        if at is not None:
+            at = datetime.fromtimestamp(at, UTC) if sqlite else at.astimezone(UTC)
+        out.append(Group(int(m), int(p), int(e), int(n), int(miss), int(est), int(est_e),
+                         int(cov), None if peak is None else int(peak),
+                         None if peak is None else at))  # fmt: skip
+    return covered, out
+
+
+def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: bool,
+              holiday_period: int | None, where: str) -> str:  # fmt: skip
+    sqlite = engine.dialect.name == "sqlite"
+    local_day = f"(({epoch_sql(engine, 'day_start')} + {int(offset_s)}) / {_DAY})"
+    special = []
+    if holiday_period is not None and holidays:
+        special.append(f"{local_day} IN ({', '.join(str(int(d)) for d in holidays)})")
+    if holiday_period is not None and weekends:  # 1970-01-01 was a Thursday (weekday 3)
+        special.append(f"({local_day} + 3) % 7 >= 5")
+    period = (f"CASE WHEN {' OR '.join(special)} THEN {int(holiday_period or 0)} ELSE period END"
+              if special else "period")  # fmt: skip
+    # SQLite: with exactly one max(), the bare column comes from the row holding it (the
+    # first in key order: the earliest day).
+    peak_at = "peak_at" if sqlite else (
+        "(array_agg(peak_at ORDER BY peak DESC, peak_at) FILTER (WHERE peak IS NOT NULL))[1]"
+    )  # fmt: skip
+    return (
+        f"SELECT meter_id, {period} AS p, sum(energy), sum(intervals), sum(missing), "
+        "sum(estimated), sum(estimated_energy), "
+        "sum(covered_s) - sum(CASE WHEN day_start = :last THEN overhang_s ELSE 0 END), "
+        f"max(peak), {peak_at} {where} GROUP BY meter_id, p"
+    )
