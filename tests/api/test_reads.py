@@ -102,6 +102,26 @@ def test_interval_series_in_each_version_view(api: Api) -> None:
     assert other == {"items": [], "next_cursor": None}
 
 
+def test_a_series_without_versions_pages_like_one_with_them(api: Api) -> None:
+    """Version-1-only series take a faster path; its documents and cursors are the same."""
+    meter = add_meter(api.store)
+    add_series(api.store, meter, JAN1, [D("1.25"), None, D("0.5"), D("2"), D("0.000001")])
+    path = f"/v1/meters/{meter}/intervals"
+    rng = {"start": JAN1.isoformat(), "end": (JAN1 + 5 * Q).isoformat()}
+    whole = api.get(path, "read", params=rng).json()
+    assert whole["next_cursor"] is None
+    assert [(i["value"], i["quality"]) for i in whole["items"]] == [
+        ("1.250000", "actual"), (None, "missing"), ("0.500000", "actual"), ("2.000000", "actual"),
+        ("0.000001", "actual"),
+    ]  # fmt: skip
+    assert whole["items"] == api.get(path, "read", params=rng | {"version": "all"}).json()["items"]
+    for view in ("latest", "original"):
+        assert _all_pages(api, path, **rng, version=view, limit=2) == whole["items"]
+    first = api.get(path, "read", params=rng | {"limit": 2}).json()
+    rest = api.get(path, "read", params=rng | {"cursor": first["next_cursor"]}).json()
+    assert first["items"] + rest["items"] == whole["items"]
+
+
 def test_aggregates_by_hour_day_and_month(api: Api) -> None:
     meter = _seed(api)
     path = f"/v1/meters/{meter}/intervals/aggregate"

@@ -12,8 +12,7 @@ from fastapi.responses import Response
 from sqlalchemy import Engine
 
 from amigate.api.v1.auth import require
-from amigate.api.v1.errors import problem_responses
-from amigate.api.v1.meters import get_meter
+from amigate.api.v1.errors import ApiProblem, problem_responses
 from amigate.api.v1.pagination import check_range
 from amigate.api.v1.schemas import (
     BoundaryReadOut,
@@ -48,9 +47,14 @@ _CSV: dict[int | str, dict[str, Any]] = {
 
 
 def determinants(
-    request: Request, meter_ids: list[int], channel: str, start: datetime, end: datetime
-) -> list[DeterminantOut]:
-    """Compute the determinants of ``meter_ids`` (in that order) over ``[start, end)``."""
+    request: Request, meter_ids: list[int], channel: str, start: datetime, end: datetime,
+    *, unknown_is_404: bool = False,
+) -> list[DeterminantOut]:  # fmt: skip
+    """Compute the determinants of ``meter_ids`` (in that order) over ``[start, end)``.
+
+    Raises:
+        ApiProblem: ``not-found`` for an unknown meter when ``unknown_is_404``.
+    """
     settings = request.app.state.settings
     check_range(start, end, settings.api_max_range_days)
     engine = request.app.state.engine
@@ -58,14 +62,14 @@ def determinants(
     interval_s = int(settings.interval.total_seconds())
     meters = api_queries.existing_meters(engine, meter_ids)
     known = [m for m in dict.fromkeys(meter_ids) if m in meters]
+    if unknown_is_404 and len(known) < len(set(meter_ids)):
+        raise ApiProblem("not-found", f"no meter {min(set(meter_ids) - set(known))}")
     cid = api_queries.channel_id(engine, channel)
     totals: dict[int, Totals] = {}
     offset = fixed_offset(classifier.zone, start, end)
     if cid and known and offset is not None:  # added up in the database
-        by_series = billing_queries.versioned_meters(engine, known, cid, start, end)
-        plain = [m for m in known if m not in by_series]
-        totals = _database_totals(engine, plain, cid, start, end, offset, classifier, interval_s)
-        known = [m for m in known if m in by_series]
+        totals = _database_totals(engine, known, cid, start, end, offset, classifier, interval_s)
+        known = [m for m in known if m not in totals]
     series = api_queries.batch_series(engine, known, cid, start, end) if cid and known else {}
     everyone = [m for m in dict.fromkeys(meter_ids) if m in meters]
     reads = [_boundary_reads(engine, everyone, cid, at, interval_s, settings.api_max_range_days)
@@ -98,8 +102,9 @@ def _database_totals(
     engine: Engine, ids: list[int], cid: int, start: datetime, end: datetime, offset: int,
     classifier: TouClassifier, interval_s: int,
 ) -> dict[int, Totals]:  # fmt: skip
-    """Totals of meters without interval versions in the period: from day totals where every
-    day has them, else added up from the intervals."""
+    """Totals of the meters without interval versions in the period: from day totals where
+    every day has them, else added up from the intervals. Meters with versions are left out
+    (their latest versions are summed from the series)."""
     names = classifier.names
     index = {name: i for i, name in enumerate(names)}
     ranges = period_ranges(classifier)
@@ -112,13 +117,15 @@ def _database_totals(
         engine, ids, cid, start, end, ranges=ranges, offset_s=offset, interval_s=interval_s,
         **special,
     )  # fmt: skip
-    rest = [m for m in ids if m not in covered]
-    if rest:
+    rest = [m for m in ids if m not in covered]  # days with versions are never totalled
+    versioned = billing_queries.versioned_meters(engine, rest, cid, start, end) if rest else set()
+    plain = [m for m in rest if m not in versioned]
+    if plain:
         groups += billing_queries.period_groups(
-            engine, rest, cid, start, end, offset_s=offset, ranges=ranges,
+            engine, plain, cid, start, end, offset_s=offset, ranges=ranges,
             interval_s=interval_s, **special,
         )  # fmt: skip
-    out = {m: Totals.empty(classifier) for m in ids}
+    out = {m: Totals.empty(classifier) for m in ids if m not in versioned}
     for g in groups:
         t = out[g.meter_id]
         total = t.tou[names[g.period]]
@@ -205,8 +212,7 @@ def meter_determinants(
     ``billable`` is false, with ``reasons``, when the period should not be billed as is; the
     consumption equals the register delta × multiplier exactly unless register_mismatch is
     among the reasons."""
-    get_meter(request, meter_id)
-    return determinants(request, [meter_id], channel, start, end)[0]
+    return determinants(request, [meter_id], channel, start, end, unknown_is_404=True)[0]
 
 
 @router.post(

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from amigate.domain import Quality, Source
-from amigate.storage.api_queries import SeriesRow
+from amigate.storage.api_queries import PlainRow, SeriesRow
 
 _ISO: dict[datetime, str] = {}
 _QUALITY = {int(q): q.name.lower() for q in Quality}
@@ -23,7 +23,7 @@ def iso(when: datetime) -> str:
     """RFC 3339 in UTC with ``Z``, as pydantic writes it (memoised: series share times)."""
     found = _ISO.get(when)
     if found is None:
-        if len(_ISO) > 500_000:
+        if len(_ISO) > 50_000:
             _ISO.clear()
         found = _ISO[when] = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return found
@@ -56,6 +56,33 @@ def interval(row: SeriesRow) -> str:
     return head + (f'"method":{method},"reason_codes":{codes},'
                    f'"created_by":{_text(row.created_by)},"comment":{_text(row.comment)},'
                    f'"recorded_at":{recorded}}}')  # fmt: skip
+
+
+_ISO_EPOCH: dict[int, str] = {}
+_MICRO = '"%d.%06d"'
+_PLAIN = ('{"start":"%s","end":"%s","value":%s,"quality":"%s","version":1,"source":"%s",'
+          '"method":null,"reason_codes":[],"created_by":null,"comment":null,"recorded_at":null}')
+
+
+def _iso_epoch(seconds: int) -> str:
+    found = _ISO_EPOCH.get(seconds)
+    if found is None:
+        if len(_ISO_EPOCH) > 50_000:
+            _ISO_EPOCH.clear()
+        found = _ISO_EPOCH[seconds] = iso(datetime.fromtimestamp(seconds, UTC))
+    return found
+
+
+def plain_intervals(rows: list[PlainRow]) -> list[str]:
+    """``IntervalOut`` documents of version-1 rows ``(epoch start, duration_s, value,
+    quality, source)``: the same text :func:`interval` writes, with less work per row."""
+    at, quality, source = _iso_epoch, _QUALITY, _SOURCE
+    return [
+        _PLAIN % (at(ts), at(ts + d), "null" if v is None else (
+            _MICRO % divmod(v, _SCALE) if v >= 0 else f'"{micro(v)}"'
+        ), quality[q], source[s])
+        for ts, d, v, q, s in rows
+    ]  # fmt: skip
 
 
 def page(items: list[str], next_cursor: str | None) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
@@ -58,6 +58,10 @@ TimezoneQuery = Annotated[
 ]  # fmt: skip
 
 
+def _iso_epoch(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
 def interval_out(row: SeriesRow) -> IntervalOut:
     """The API view of one stored interval version."""
     return IntervalOut(
@@ -101,6 +105,17 @@ def intervals(
         raise ApiProblem("invalid-cursor", "the cursor was not returned by this list")
     if cid is None:
         return Response(fastjson.page([], None), media_type="application/json")
+    if version != "all":
+        plain = api_queries.plain_series(
+            request.app.state.engine, meter_id, cid, start, end, original=version == "original",
+            after=None if after is None else after[0], limit=limit,
+        )  # fmt: skip
+        if plain is not None:
+            found, more = plain
+            cursor = (encode_cursor("intervals", [_iso_epoch(found[-1][0]), 1])
+                      if more and found else None)  # fmt: skip
+            return Response(fastjson.page(fastjson.plain_intervals(found), cursor),
+                            media_type="application/json")  # fmt: skip
     rows, more = api_queries.series(
         request.app.state.engine, meter_id, cid, start, end, version=version, after=after,
         limit=limit,
