@@ -160,6 +160,11 @@ class Settings(BaseSettings):
         default=62, ge=1, le=3660,
         description="how many closed days back the day totals are kept built",
     )
+    feed_retention_days: int = Field(
+        default=35, ge=0,
+        description="change-feed entries are kept this many days (0: forever); a client whose "
+        "cursor is older gets 410 cursor-expired",
+    )
     timescale_chunk_interval: str = Field(
         default="1 day",
         description="chunk_time_interval of new hypertables (see README: chunk sizing)",

@@ -115,6 +115,10 @@ class StorageError(AmigateError):
     """The database failed or refused an operation."""
 
 
+class FeedCursorExpired(StorageError):
+    """The change-feed entries after a cursor were pruned: the client missed some."""
+
+
 class StorageUnavailable(StorageError):
     """The database cannot be reached (server down, wrong host or port, missing file)."""
 

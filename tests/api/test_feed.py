@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from amigate.domain import Anomaly, Interval, MeterRole, Quality, Severity, Source
+from amigate.storage.feed_queries import prune_changes
 from tests.api.conftest import JAN1, Api, Q, add_meter, add_series, make_api
 
 D = Decimal
@@ -91,6 +92,27 @@ def test_resuming_mid_stream_loses_and_duplicates_nothing(api: Api) -> None:
     assert len({i["cursor"] for i in seen}) == len(seen)
     bad = api.get("/v1/changes", "billing", params={"cursor": "WyJtZXRlcnMiLDFd"})
     assert bad.status_code == 400  # a cursor of another list
+
+
+def test_pruned_entries_expire_older_cursors_and_are_never_skipped_silently(api: Api) -> None:
+    one, _two, _anomaly = _activity(api)
+    items, last = _read_all(api)  # seals the four entries
+    assert prune_changes(api.store.engine, datetime.now(UTC) - timedelta(days=1)) == 0
+    assert prune_changes(api.store.engine, datetime.now(UTC) + timedelta(minutes=1)) == 3
+    expired = api.get("/v1/changes", "billing", params={"cursor": items[1]["cursor"]})
+    assert expired.status_code == 410
+    assert expired.json()["type"].endswith(":cursor-expired")
+    assert "start again without a cursor" in expired.json()["detail"]
+    assert _read_all(api, last)[0] == []  # the newest pruned entry was processed: nothing missed
+    assert _read_all(api)[0] == []  # the mark is never listed
+    add_series(api.store, one, JAN1 + 4 * Q, [D(1)] * 2, first_register=D(1004))
+    [new] = _read_all(api, last)[0]
+    assert (new["kind"], new["rows"]) == ("intervals", 2)
+    assert _read_all(api)[0] == [new]
+    # A second pruning replaces the mark.
+    assert prune_changes(api.store.engine, datetime.now(UTC) + timedelta(minutes=1)) == 1
+    assert api.get("/v1/changes", "billing", params={"cursor": last}).status_code == 410
+    assert _read_all(api, new["cursor"])[0] == []
 
 
 def test_an_entry_of_a_transaction_still_running_comes_after_it_commits(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from amigate.errors import FeedCursorExpired
 from amigate.storage.engine import translate_errors
 
 
@@ -45,6 +46,8 @@ _COLUMNS = (
 )
 #: The advisory lock that serializes feed readers on PostgreSQL ("amigate feed").
 _FEED_LOCK = 0x616D_6967_6665_6564
+_PRUNED = "pruned"
+_PRUNED_MARK = f"SELECT txid, id FROM changes WHERE kind = '{_PRUNED}'"
 _SEAL = (
     "UPDATE changes SET txid = (SELECT coalesce(max(txid), 0) + 1 FROM changes) WHERE txid IS NULL"
 )
@@ -100,21 +103,64 @@ def _time(value: object) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def read_changes(engine: Engine, after: tuple[int, int], limit: int) -> list[Change]:
-    """Seal the open entries, then return entries after the key ``(txid, id)``, oldest first."""
-    params = {"t": after[0], "i": after[1], "n": limit}
+def read_changes(
+    engine: Engine, after: tuple[int, int] | None, limit: int
+) -> list[Change]:  # fmt: skip
+    """Seal the open entries, then return entries after the key ``(txid, id)``, oldest first
+    (from the oldest kept when ``after`` is None).
+
+    Raises:
+        FeedCursorExpired: entries after ``after`` were pruned (see :func:`prune_changes`).
+    """
+    key = (0, 0) if after is None else after
+    params = {"t": key[0], "i": key[1], "n": limit}
     with translate_errors(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+        if after is not None:
+            mark = conn.execute(text(_PRUNED_MARK)).first()
+            if mark is not None and after < (int(mark[0]), int(mark[1])):
+                raise FeedCursorExpired(
+                    "entries after this cursor were pruned (kept: the feed_retention_days "
+                    "setting); start again without a cursor and reconcile the series"
+                )
         conn.execute(text(_SEAL))
         rows = conn.execute(
             text(
-                f"SELECT {_COLUMNS} WHERE c.txid IS NOT NULL AND (c.txid, c.id) > (:t, :i) "
-                "ORDER BY c.txid, c.id LIMIT :n"
+                f"SELECT {_COLUMNS} WHERE c.txid IS NOT NULL AND c.kind <> '{_PRUNED}' "
+                "AND (c.txid, c.id) > (:t, :i) ORDER BY c.txid, c.id LIMIT :n"
             ),
             params,
         ).all()
     return [_change(r) for r in rows]
+
+
+def prune_changes(engine: Engine, before: datetime) -> int:
+    """Delete the sealed entries recorded before ``before``.
+
+    The newest entry pruned stays as a mark (kind ``pruned``, never listed), so a
+    reader whose cursor is older than it learns that it missed entries instead of
+    silently skipping them.
+
+    Returns:
+        The number of entries deleted.
+    """
+    stamp: Any = int(before.timestamp()) if engine.dialect.name == "sqlite" else before
+    with translate_errors(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+        last = conn.execute(
+            text("SELECT txid, id FROM changes WHERE txid IS NOT NULL AND recorded_at < :b "
+                 "ORDER BY txid DESC, id DESC LIMIT 1"), {"b": stamp},
+        ).first()  # fmt: skip
+        if last is None:
+            return 0
+        key = {"t": int(last[0]), "i": int(last[1])}
+        deleted = conn.execute(
+            text("DELETE FROM changes WHERE txid IS NOT NULL AND (txid, id) < (:t, :i)"), key
+        ).rowcount
+        conn.execute(text(f"UPDATE changes SET kind = '{_PRUNED}' WHERE id = :i"), key)
+    return int(deleted or 0)
 
 
 def _change(r: Any) -> Change:

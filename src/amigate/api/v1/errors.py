@@ -32,6 +32,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "not-found": (404, "No such resource"),
     "method-not-allowed": (405, "Method not allowed on this resource"),
     "conflict": (409, "The resource is not in a state that allows this operation"),
+    "cursor-expired": (410, "What followed this cursor is no longer kept"),
     "payload-too-large": (413, "The request body is too large"),
     "unsupported-media-type": (415, "The request body must be JSON"),
     "validation-error": (422, "The request is not valid"),

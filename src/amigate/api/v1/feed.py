@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
 from amigate.api.v1.pagination import MAX_LIMIT, Cursor, cursor_int, decode_cursor, encode_cursor
+from amigate.errors import FeedCursorExpired
 from amigate.storage.feed_queries import Change, read_changes
 
 router = APIRouter(tags=["billing"], dependencies=[Depends(require("billing"))])
@@ -56,7 +57,7 @@ def _cursor(change: Change) -> str:
 
 @router.get(
     "/changes", response_model=FeedPage, summary="What changed after a cursor",
-    responses=problem_responses(400),
+    responses=problem_responses(400, 410),
 )  # fmt: skip
 def changes(
     request: Request,
@@ -68,13 +69,18 @@ def changes(
     stops mid-page resumes after the last entry it processed: nothing is skipped and nothing
     comes twice. An entry names a series and a range: read it with
     ``/v1/meters/{id}/intervals`` and store what you read by (meter, channel, start, version).
-    When ``has_more`` is false, poll again later with ``next_cursor``."""
+    When ``has_more`` is false, poll again later with ``next_cursor``. Entries are kept
+    ``feed_retention_days``; a cursor older than that gets 410 ``cursor-expired``: start again
+    without a cursor and reconcile from the series."""
     key = decode_cursor("changes", cursor)
-    after = (0, 0) if key is None else _key(key)
-    found = read_changes(request.app.state.engine, after, limit + 1)
+    after = None if key is None else _key(key)
+    try:
+        found = read_changes(request.app.state.engine, after, limit + 1)
+    except FeedCursorExpired as exc:
+        raise ApiProblem("cursor-expired", str(exc)) from exc
     page = found[:limit]
     items = [_out(c) for c in page]
-    last = items[-1].cursor if items else encode_cursor("changes", list(after))
+    last = items[-1].cursor if items else encode_cursor("changes", list(after or (0, 0)))
     return FeedPage(items=items, next_cursor=last, has_more=len(found) > limit)
 
 
