@@ -131,10 +131,6 @@ class AnomalyStateError(StorageError):
     """An anomaly status change is not allowed (e.g. acknowledging a resolved anomaly)."""
 
 
-class TransitionRefused(StorageError):
-    """An anomaly is not in a status its requested transition (acknowledge, resolve) starts from."""
-
-
 class IngestConflict(StorageError):
     """A batch tried to store a different value under a key that is already stored.
 

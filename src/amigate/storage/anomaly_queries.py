@@ -11,22 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from amigate.domain import AnomalyStatus, Quality, Source
-from amigate.errors import StorageError, TransitionRefused
+from amigate.errors import StorageError
 from amigate.storage.engine import translate_errors
 from amigate.storage.feed_queries import record_sqlite
 from amigate.storage.ingest import utcnow
 from amigate.storage.models import AnomalyRow, IntervalRow, IntervalVersionRow, MeterRow
 from amigate.storage.types import to_epoch
 
-#: action -> (statuses it may start from, status it leads to)
-TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
-    "acknowledge": ((AnomalyStatus.OPEN,), AnomalyStatus.ACKNOWLEDGED),
-    "resolve": ((AnomalyStatus.OPEN, AnomalyStatus.ACKNOWLEDGED), AnomalyStatus.RESOLVED),
-}
 _UNRESOLVED = (str(AnomalyStatus.OPEN), str(AnomalyStatus.ACKNOWLEDGED))
 
 
@@ -77,40 +72,6 @@ def anomaly(engine: Engine, anomaly_id: int) -> AnomalyRow | None:
         row = session.get(AnomalyRow, anomaly_id)
         if row is not None:
             session.expunge(row)
-        return row
-
-
-def transition(
-    engine: Engine, anomaly_id: int, action: str, *, who: str, comment: str | None
-) -> AnomalyRow:
-    """Acknowledge or resolve an anomaly.
-
-    Raises:
-        StorageError: no such anomaly.
-        TransitionRefused: its status does not allow ``action``.
-    """
-    sources, target = TRANSITIONS[action]
-    now = utcnow()
-    values: dict[str, object] = {"status": str(target), "updated_at": now}
-    if action == "acknowledge":
-        values |= {"acknowledged_by": who, "acknowledged_at": now}
-    else:
-        values |= {"resolved_by": who, "resolved_at": now}
-    if comment is not None:
-        values["comment"] = comment
-    t = AnomalyRow
-    with translate_errors(engine), Session(engine) as session, session.begin():
-        done = session.execute(
-            update(t).where(t.id == anomaly_id, t.status.in_([str(s) for s in sources]))
-            .values(**values)
-        ).rowcount  # type: ignore[attr-defined]  # fmt: skip
-        row = session.get(t, anomaly_id)
-        if row is None:
-            raise StorageError(f"no anomaly {anomaly_id}")
-        if not done:
-            raise TransitionRefused(f"anomaly {anomaly_id} is {row.status}; cannot {action} it")
-        session.flush()
-        session.expunge(row)
         return row
 
 

@@ -176,29 +176,33 @@ def _rank(severity: Severity) -> int:
     return [Severity.INFO, Severity.WARNING, Severity.CRITICAL].index(severity)
 
 
-def acknowledge(engine: Engine, anomaly_id: int, *, by: str, comment: str | None = None) -> None:
-    """Mark an open anomaly acknowledged by ``by``, now.
+def acknowledge(
+    engine: Engine, anomaly_id: int, *, by: str, comment: str | None = None
+) -> AnomalyRow:  # fmt: skip
+    """Mark an open anomaly acknowledged by ``by``, now; return it as stored.
 
     Raises:
         StorageError: no anomaly has that id.
         AnomalyStateError: the anomaly is not open.
     """
-    _transition(engine, anomaly_id, AnomalyStatus.ACKNOWLEDGED, by=by, comment=comment)
+    return _transition(engine, anomaly_id, AnomalyStatus.ACKNOWLEDGED, by=by, comment=comment)
 
 
-def resolve(engine: Engine, anomaly_id: int, *, by: str, comment: str | None = None) -> None:
-    """Mark an open or acknowledged anomaly resolved by ``by``, now.
+def resolve(
+    engine: Engine, anomaly_id: int, *, by: str, comment: str | None = None
+) -> AnomalyRow:  # fmt: skip
+    """Mark an open or acknowledged anomaly resolved by ``by``, now; return it as stored.
 
     Raises:
         StorageError: no anomaly has that id.
         AnomalyStateError: the anomaly is already resolved.
     """
-    _transition(engine, anomaly_id, AnomalyStatus.RESOLVED, by=by, comment=comment)
+    return _transition(engine, anomaly_id, AnomalyStatus.RESOLVED, by=by, comment=comment)
 
 
 def _transition(
     engine: Engine, anomaly_id: int, status: AnomalyStatus, *, by: str, comment: str | None
-) -> None:
+) -> AnomalyRow:
     allowed = {
         AnomalyStatus.ACKNOWLEDGED: [str(AnomalyStatus.OPEN)],
         AnomalyStatus.RESOLVED: list(_ACTIVE),
@@ -218,13 +222,16 @@ def _transition(
         .where(t.id == anomaly_id, t.status.in_(allowed))
         .values(status=str(status), updated_at=now, **who)
     )
-    with translate_errors(engine), engine.begin() as conn:
-        if conn.execute(query).rowcount == 1:
-            return
-        current = conn.execute(select(t.status).where(t.id == anomaly_id)).scalar_one_or_none()
-    if current is None:
-        raise StorageError(f"no anomaly {anomaly_id}")
-    raise AnomalyStateError(f"anomaly {anomaly_id} is {current}; it cannot be {status}")
+    with translate_errors(engine), Session(engine) as session, session.begin():
+        moved = session.execute(query).rowcount == 1  # type: ignore[attr-defined]
+        row = session.get(t, anomaly_id)
+        if row is None:
+            raise StorageError(f"no anomaly {anomaly_id}")
+        if not moved:
+            raise AnomalyStateError(f"anomaly {anomaly_id} is {row.status}; it cannot be {status}")
+        session.flush()
+        session.expunge(row)
+        return row
 
 
 def list_anomalies(

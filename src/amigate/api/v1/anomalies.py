@@ -19,8 +19,8 @@ from amigate.api.v1.pagination import (
     encode_cursor,
 )
 from amigate.api.v1.schemas import AnomalyOut, SafeText, TransitionIn
-from amigate.errors import StorageError, StorageUnavailable, TransitionRefused
-from amigate.storage import anomaly_queries
+from amigate.errors import AnomalyStateError, StorageError, StorageUnavailable
+from amigate.storage import anomaly_queries, anomaly_store
 from amigate.storage.anomaly_queries import AnomalyFilter
 from amigate.storage.api_keys import ApiKey
 from amigate.storage.models import AnomalyRow
@@ -95,12 +95,11 @@ def get_anomaly(request: Request, anomaly_id: AnomalyId) -> AnomalyOut:
 def _transition(
     request: Request, anomaly_id: int, action: str, body: TransitionIn, key: ApiKey
 ) -> AnomalyOut:
+    step = anomaly_store.acknowledge if action == "acknowledge" else anomaly_store.resolve
     try:
-        row = anomaly_queries.transition(
-            request.app.state.engine, anomaly_id, action, who=f"key:{key.name}",
-            comment=body.comment,
-        )  # fmt: skip
-    except TransitionRefused as exc:
+        row = step(request.app.state.engine, anomaly_id, by=f"key:{key.name}",
+                   comment=body.comment)  # fmt: skip
+    except AnomalyStateError as exc:
         raise ApiProblem("conflict", str(exc)) from None
     except StorageUnavailable:
         raise
