@@ -89,7 +89,8 @@ def test_full_spool_drops_backfillable_reads_first_then_oldest_others(
     with caplog.at_level(logging.ERROR):
         dropped = spool.append([_read(2, 1), _interval(2, 1), _read(1, 1)], backfillable={1})
     assert (dropped.backfillable, dropped.other) == (1, 0)
-    assert "spool feeder is full" in caplog.text and "dropped the oldest 1 backfill" in caplog.text
+    assert "spool feeder is full" in caplog.text and "dropped the oldest 1 read(s)" in caplog.text
+    assert "backfill fills" in caplog.text
     assert [r for _, r in spool.oldest(10)] == [
         _read(2, 0), _interval(2, 0), _interval(1, 0), _read(2, 1), _interval(2, 1), _read(1, 1)
     ]

@@ -24,9 +24,17 @@ progress is in the metrics (``amigate_backfill_backlog_intervals``) and in
 ``amigate backfill status``. Modbus meters have no memory: their gaps keep
 their missing intervals and span.
 
-Record times are the meter clock's: they are corrected by the meter's last
-measured clock offset and must then fall within the clock threshold of a
-boundary, or the record is not used.
+Record times are the meter clock's: a meter takes a record when *its* clock
+reaches an interval boundary, so a meter 2 min ahead stamps ``10:15`` the
+register value of 10:13. Each record time is corrected by the meter's last
+measured clock offset (``clock_checks``, the same offset the clock rules use)
+and the record stands for the nearest boundary. When that offset, or the
+distance from the corrected time to the boundary, exceeds the clock threshold
+(``clock_offset_threshold_s``), the record is still used (its register value is
+exact, and the rows still add up to the register delta) but the intervals it
+bounds are flagged with the reason ``2.1.9`` (meter clock out of tolerance),
+like the intervals of a meter in a ``clock_offset`` episode. A meter whose
+offset was never measured is taken as right.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from amigate.readers import LoadRecord, MemoryReader, MeterReader, load_profile_
 from amigate.storage.gap_queries import open_spans
 from amigate.storage.store import Store
 
-__all__ = ["Backfiller", "Gap", "StepResult"]
+__all__ = ["CLOCK_ERROR", "Backfiller", "Gap", "StepResult"]
 
 _LOG = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -56,6 +64,10 @@ Clock = Callable[[], datetime]
 CHUNK = 16
 #: Failed reads of one gap before it is given up.
 _MAX_FAILURES = 3
+#: Reason code of a row bounded by a record of a meter whose clock is out of tolerance
+#: (IEC 61968-9 2.1.9, ``amigate.vee.quality.REASONS["clock_error"]``; not imported: the
+#: collection path stays free of the validation modules).
+CLOCK_ERROR = "2.1.9"
 
 
 @dataclass
@@ -71,6 +83,7 @@ class Gap:
         source: where the span came from (``POLL``: a live read closed the gap;
             ``BACKFILL``: an earlier step ended on a load-profile record at ``start``).
         failures: failed reads so far.
+        clock_error: ``start`` is a record of a meter whose clock was out of tolerance.
     """
 
     meter_id: int
@@ -80,12 +93,14 @@ class Gap:
     value: Decimal
     source: Source = Source.POLL
     failures: int = 0
+    clock_error: bool = False
 
     @classmethod
     def of(cls, span: Interval) -> Gap:
         """The gap a span row stands for."""
         assert span.value is not None
-        return cls(span.meter_id, span.channel, span.start, span.end, span.value, span.source)
+        return cls(span.meter_id, span.channel, span.start, span.end, span.value, span.source,
+                   clock_error=CLOCK_ERROR in span.reason_codes)  # fmt: skip
 
 
 @dataclass
@@ -211,8 +226,11 @@ class Backfiller:
             self._drop(gaps)
             return result
         tz = ZoneInfo(meter.timezone)
-        # Records carry the meter's local boundary times: ask for those after the gap's start.
-        since = (first.start + timedelta(minutes=1)).astimezone(tz).replace(tzinfo=None)
+        # Records carry the meter clock's local times: ask from the first one that
+        # stands for a boundary after the gap's start (corrected: nearer to it than to start).
+        offset = timedelta(seconds=self.offset(meter.id or 0) or 0.0)
+        since = first.start + offset + self.interval / 2
+        since = since.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
         try:
             records = await reader.read_load_profile(self.points[first.meter_id], since, self.chunk)
         except DeviceRejected as exc:
@@ -247,7 +265,8 @@ class Backfiller:
                 assert rest.value is not None
                 gap.start, gap.value, gap.source, gap.failures = (
                     rest.start, rest.value, Source.BACKFILL, 0
-                )
+                )  # fmt: skip
+                gap.clock_error = CLOCK_ERROR in rest.reason_codes
         self.done += result.intervals
         self._report()
         return result
@@ -258,25 +277,33 @@ class Backfiller:
                 self.gaps.remove(gap)
         self._report()
 
+    def _corrected(self, meter: Meter, record: LoadRecord, tz: ZoneInfo) -> tuple[datetime, bool]:
+        """The boundary a record stands for, and whether its clock is out of tolerance."""
+        measured = self.offset(meter.id or 0) or 0.0
+        true = record.stamp.replace(tzinfo=tz).astimezone(UTC) - timedelta(seconds=measured)
+        boundary = floor_boundary(true + self.interval / 2, self.interval)
+        off = abs((true - boundary).total_seconds()) > self.threshold_s
+        return boundary, off or abs(measured) > self.threshold_s
+
     def _points(
         self, meter: Meter, records: Sequence[LoadRecord], start: datetime, end: datetime,
         tz: ZoneInfo,
-    ) -> list[tuple[datetime, LoadRecord]]:  # fmt: skip
-        """The records strictly inside ``(start, end)`` by their (corrected) UTC boundary."""
-        offset = timedelta(seconds=self.offset(meter.id or 0) or 0.0)
-        half = self.interval / 2
-        out: dict[datetime, LoadRecord] = {}
+    ) -> list[tuple[datetime, LoadRecord, bool]]:  # fmt: skip
+        """The records strictly inside ``(start, end)`` by their corrected UTC boundary.
+
+        Returns:
+            ``(boundary, record, flagged)`` by boundary, ``flagged`` when the meter's
+            clock is out of tolerance (the first record of a boundary is kept).
+        """
+        out: dict[datetime, tuple[LoadRecord, bool]] = {}
         for record in records:
-            true = record.stamp.replace(tzinfo=tz).astimezone(UTC) - offset
-            boundary = floor_boundary(true + half, self.interval)
-            if abs((true - boundary).total_seconds()) > self.threshold_s:
-                continue
+            boundary, flagged = self._corrected(meter, record, tz)
             if start < boundary < end:
-                out.setdefault(boundary, record)
-        return sorted(out.items(), key=lambda item: item[0])
+                out.setdefault(boundary, (record, flagged))
+        return sorted(((at, r, f) for at, (r, f) in out.items()), key=lambda item: item[0])
 
     async def _fill(
-        self, meter: Meter, gap: Gap, points: Sequence[tuple[datetime, LoadRecord]], *,
+        self, meter: Meter, gap: Gap, points: Sequence[tuple[datetime, LoadRecord, bool]], *,
         more: bool, now: datetime,
     ) -> tuple[list[Interval] | None, list[RegisterRead], Interval | None]:  # fmt: skip
         """The rows replacing the front of ``gap`` (``None``: the records do not fit it).
@@ -286,7 +313,7 @@ class Backfiller:
             span left at the end (``None`` when the gap is closed).
         """
         assert meter.id is not None
-        values = [(at, r.values[gap.channel]) for at, r in points if gap.channel in r.values]
+        values = [(at, r.values[gap.channel], f) for at, r, f in points if gap.channel in r.values]
         if not values:
             return [], [], None  # nothing inside the gap: it stays a span, for good
         base = await asyncio.to_thread(self._base, gap)
@@ -296,8 +323,8 @@ class Backfiller:
             return None, [], None
         rows: list[Interval] = []
         reads: list[RegisterRead] = []
-        at, value, used = gap.start, base, Decimal(0)
-        for when, reading in values:
+        at, value, used, off = gap.start, base, Decimal(0), gap.clock_error
+        for when, reading, flagged in values:
             energy = (reading - value) * meter.multiplier
             if energy < 0 or used + energy > gap.value:
                 _LOG.warning(
@@ -306,22 +333,25 @@ class Backfiller:
                     reading, when, gap.start, gap.end,
                 )  # fmt: skip
                 return None, [], None
-            rows.append(self._row(gap, at, when, energy))
+            rows.append(self._row(gap, at, when, energy, clock_error=off or flagged))
             reads.append(RegisterRead(meter_id=meter.id, channel=gap.channel, read_at=when,
                                       value=reading, collected_at=now,
-                                      source=Source.LOAD_PROFILE))  # fmt: skip
-            at, value, used = when, reading, used + energy
-        rest = self._row(gap, at, gap.end, gap.value - used)
+                                      source=Source.LOAD_PROFILE,
+                                      clock_offset_s=self.offset(meter.id)))  # fmt: skip
+            at, value, used, off = when, reading, used + energy, flagged
+        rest = self._row(gap, at, gap.end, gap.value - used, clock_error=off)
         rows.append(rest)
         rows = await asyncio.to_thread(self._versioned, gap, rows)
         return rows, reads, rest if more and rest.duration > self.interval else None
 
-    def _row(self, gap: Gap, start: datetime, end: datetime, energy: Decimal) -> Interval:
-        span = end - start > self.interval
+    def _row(
+        self, gap: Gap, start: datetime, end: datetime, energy: Decimal, *, clock_error: bool
+    ) -> Interval:
+        reasons = (SPAN_REASON,) if end - start > self.interval else ()
         return Interval(
             meter_id=gap.meter_id, channel=gap.channel, start=start, end=end, value=energy,
             quality=Quality.ACTUAL, source=Source.BACKFILL, version=2,
-            reason_codes=(SPAN_REASON,) if span else (),
+            reason_codes=reasons + ((CLOCK_ERROR,) if clock_error else ()),
         )  # fmt: skip
 
     def _base(self, gap: Gap) -> Decimal | None:

@@ -28,7 +28,7 @@ new identity on the same series) splits the series the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -226,6 +226,49 @@ class SeriesNormalizer:
         missing = self._fill_missing(old.slot, slot)
         span = self._row(old.slot, slot, energy, version=2, reasons=(SPAN_REASON,))
         return Outcome((*missing, span), anomalies)
+
+    def resume(
+        self, end: datetime | None, reads: Sequence[RegisterRead], latest: RegisterRead | None,
+        *, identity: str = "",
+    ) -> Outcome:  # fmt: skip
+        """Resume from what is stored: anchor at the read ending the last interval, go on.
+
+        This is how a series continues after a restart, and after the database was
+        away or spooled rows were dropped: the intervals are derived from the reads
+        the database holds, so a read that never reached it leaves a gap that the
+        next stored read bridges with a span (backfill then replaces it).
+
+        Args:
+            end: the end of the series' last stored interval (``None``: none yet).
+            reads: the polled reads stored from one interval before ``end`` on, oldest first.
+            latest: the latest stored read of the channel, if any (bridges a meter that
+                failed before ``end``).
+            identity: who took the reads.
+
+        Returns:
+            The rows and anomalies of the reads after the anchor.
+        """
+        anchor: RegisterRead | None
+        if end is None:  # no interval yet: the first read starts the series
+            done = min(1, len(reads))
+            anchor = reads[0] if reads else latest
+        else:
+            done = sum(1 for r in reads if floor_boundary(r.read_at, self.interval) <= end)
+            if done:
+                anchor = reads[done - 1]
+            elif latest is not None and floor_boundary(latest.read_at, self.interval) <= end:
+                anchor = latest  # the meter failed before: bridge from its last read
+            else:
+                anchor = None
+        self.anchor = None if anchor is None else Anchor(
+            slot=floor_boundary(anchor.read_at, self.interval), value=anchor.value,
+            identity=identity,
+        )  # fmt: skip
+        self.missing_until = end
+        out = Outcome()
+        for read in reads[done:]:
+            out += self.read(read, identity=identity)
+        return out
 
     def missed(self, boundary: datetime) -> Outcome:
         """Record that the read for ``boundary`` failed: the slots before it are missing.

@@ -35,7 +35,6 @@ from amigate.meter_models import MeterModel, PointKind, PointSpec
 from amigate.metrics import Metrics
 from amigate.normalize import (
     SPAN_REASON,
-    Anchor,
     Outcome,
     SeriesNormalizer,
     floor_boundary,
@@ -167,8 +166,15 @@ class BusWorker:
         """Resume each series from what is stored (after a restart), spooled rows included.
 
         Each series is anchored at the read that ended its last stored interval, and
-        the polled reads stored after it (collected while the database was away at
-        start-up) are normalized now, so their intervals and gaps are not lost.
+        the polled reads stored after it (collected while the database was away) are
+        normalized now, so their intervals and gaps are not lost. The same happens
+        whenever the database returns after an outage, or after a full spool dropped
+        rows: a hole left by dropped reads is then bridged by a span from the last
+        stored read before it to the first one after it, which backfill fills from
+        the meter's load profile (a meter without memory keeps missing intervals and
+        the span). The rows derived here are stored directly, not spooled: they can
+        be derived again from the database, and a spool full of them could not hold
+        the reads that are their source.
 
         Raises:
             StorageUnavailable: the database is away.
@@ -188,7 +194,16 @@ class BusWorker:
                 if meter_id == meter.id:
                     self._resume(meter, series, ends.get(channel), reads.get(channel, []),
                                  latest.get(channel), report)  # fmt: skip
-        await self._flush(report)
+        intervals, anomalies = self._intervals, self._anomalies
+        self._intervals, self._anomalies = [], []
+        try:
+            await asyncio.to_thread(self.store.ingest_intervals, intervals)
+            await asyncio.to_thread(self.store.add_anomalies, anomalies)
+        except StorageUnavailable:
+            raise
+        except AmigateError as exc:  # refused for good: as the spool does, log and go on
+            _LOG.error("bus %s: the database refused rows derived on restore: %s",
+                       self.bus.name, exc)  # fmt: skip
         await self.clocks.restore([m.id for m in self.meters if m.id is not None])
         if (synced := self.spool.get_note("last_time_sync")) is not None:
             self.clocks.last_sync = datetime.fromisoformat(synced)
@@ -200,28 +215,7 @@ class BusWorker:
         reads: Sequence[RegisterRead], latest: RegisterRead | None, report: CycleReport,
     ) -> None:  # fmt: skip
         """Anchor ``series`` at the read ending its last interval; normalize the later reads."""
-        def slot(read: RegisterRead) -> datetime:
-            return floor_boundary(read.read_at, self.interval)
-
-        anchor: RegisterRead | None
-        if end is None:  # no interval yet: the first read starts the series
-            done = min(1, len(reads))
-            anchor = reads[0] if reads else latest
-        else:
-            done = sum(1 for r in reads if slot(r) <= end)
-            if done:
-                anchor = reads[done - 1]
-            elif latest is not None and slot(latest) <= end:
-                anchor = latest  # the meter failed before the restart: bridge from its last read
-            else:
-                anchor = None
-        series.anchor = None if anchor is None else Anchor(
-            slot=floor_boundary(anchor.read_at, self.interval), value=anchor.value,
-            identity=_who(meter),
-        )  # fmt: skip
-        series.missing_until = end
-        for read in reads[done:]:
-            self._collect(series.read(read, identity=_who(meter)), report)
+        self._collect(series.resume(end, reads, latest, identity=_who(meter)), report)
 
     async def _try_restore(self) -> bool:
         """Restore if the database is there; collect reads into the spool meanwhile."""
@@ -290,7 +284,7 @@ class BusWorker:
             offset = self.clocks.offset(meter.id)
             reads += await self.freezes.read(meter, self.readers[meter.id], self._clock, offset)
         if reads:
-            await asyncio.to_thread(self.spool.append, reads, backfillable=self.backfillable)
+            await self._spool(reads)
             await self._drain()
         return await self.backfill_until(deadline)
 
@@ -457,11 +451,23 @@ class BusWorker:
         await self.availability.store(self.store)
         rows: list[Row] = [*self._reads, *self._intervals, *self._samples, *self._anomalies]
         self._reads, self._intervals, self._samples, self._anomalies = [], [], [], []
-        dropped = await asyncio.to_thread(self.spool.append, rows, backfillable=self.backfillable)
-        if self.metrics is not None and dropped.total:
-            self.metrics.set_spool(self.bus.name, len(self.spool),
-                                   backfillable=dropped.backfillable, other=dropped.other)
+        await self._spool(rows)
         await self._drain()
+
+    async def _spool(self, rows: Sequence[Row]) -> None:
+        """Append rows to the spool; after a drop, series resume from the database.
+
+        A full spool drops the oldest reads and intervals: the intervals computed
+        since are not to be trusted across the hole, so the series are derived again
+        from what the database holds once it has the rest (:meth:`restore`).
+        """
+        dropped = await asyncio.to_thread(self.spool.append, rows, backfillable=self.backfillable)
+        if dropped.total:
+            self.restored = False
+            if self.metrics is not None:
+                self.metrics.set_spool(self.bus.name, len(self.spool),
+                                       backfillable=dropped.backfillable,
+                                       other=dropped.other)  # fmt: skip
 
     async def _drain(self) -> None:
         """Store the spool oldest first; log once when the database goes and once back."""
@@ -469,10 +475,14 @@ class BusWorker:
         try:
             await asyncio.to_thread(drain, self.spool, self.store)
         except StorageUnavailable as exc:
-            if self._outage is None:
-                self._outage = self._clock()
-                _LOG.warning("bus %s: database unavailable: spooling %d rows (%s)",
+            # Until it is back, only reads are spooled; intervals are derived on restore.
+            self.restored = False
+            if self._outage is None and not self._unrestored_warned:
+                _LOG.warning("bus %s: database unavailable: spooling %d rows; intervals are "
+                             "computed from the spooled reads when it returns (%s)",
                              self.bus.name, len(self.spool), exc)  # fmt: skip
+            self._outage = self._outage or self._clock()
+            self._unrestored_warned = True
         else:
             if self._outage is not None:
                 _LOG.info("bus %s: database is back: drained %d rows after %s", self.bus.name,

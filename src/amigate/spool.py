@@ -10,6 +10,17 @@ The spool is a SQLite file (standard library, one per bus) bounded by
 ``max_rows``. When full, the oldest register reads and intervals of meters whose
 memory allows backfill (a DL/T 645 load profile) are dropped first, then the
 oldest other rows, each time with an ERROR naming the counts.
+
+A drop leaves a hole with no rows at all. It is not recorded here: the bus worker
+derives its intervals again from what the database holds once it is back
+(``BusWorker.restore``), so the first stored read after the hole closes a gap
+span from the last stored read before it, holding the register delta across the
+hole exactly. Backfill finds that span like any other gap and replaces it with
+the meter's load-profile records; a meter without memory keeps missing intervals
+and the span. Nothing else is needed to survive a restart: the spool file and
+the database hold everything the span is derived from. (Keeping the dropped
+ranges as notes was the alternative; it would duplicate what the reads either
+side of the hole already say, and need its own energy bookkeeping.)
 """
 
 from __future__ import annotations
@@ -128,8 +139,11 @@ class Spool:
                 dropped = Dropped(dropped.backfillable, self._drop(over - dropped.total, "1"))
         if dropped.total:
             _LOG.error(
-                "spool %s is full (%d rows): dropped the oldest %d backfill-able read(s) or "
-                "interval(s) and %d other row(s); lost unless backfilled from the meters",
+                "spool %s is full (%d rows): dropped the oldest %d read(s) or interval(s) of "
+                "meters with a load profile and %d other row(s). When the database is back, "
+                "each hole becomes a gap span (the register delta across it) that backfill "
+                "fills from the meter's load profile; meters without one keep missing "
+                "intervals and the span; dropped samples and anomalies are lost",
                 self.name, self.max_rows, dropped.backfillable, dropped.other,
             )  # fmt: skip
         return dropped

@@ -48,7 +48,7 @@ class Instant:
 class LoadRecord:
     """One load-profile record, taken at the end of an interval."""
 
-    stamp: datetime  #: meter local time
+    stamp: datetime  #: meter local time: the meter clock's, not the true time
     import_kwh: Decimal
     export_kwh: Decimal
     instant: Instant
@@ -56,9 +56,9 @@ class LoadRecord:
 
 @dataclass(frozen=True, slots=True)
 class FreezeRecord:
-    """One daily freeze, taken at local midnight."""
+    """One daily freeze, taken at local midnight of the meter clock."""
 
-    stamp: datetime  #: meter local time
+    stamp: datetime  #: meter local time: the meter clock's, not the true time
     import_kwh: tuple[Decimal, ...]  #: total, then tariffs 1..n
     export_kwh: Decimal
 
@@ -124,6 +124,8 @@ class MeterPhysics:
         )
         self.freezes: deque[FreezeRecord] = deque(maxlen=max(1, memory.daily_freezes))
         self._interval_ms = memory.load_profile_interval_min * _MINUTE_MS
+        #: The next minute the meter clock will show (epoch ms), and when (true epoch ms).
+        self._mark: tuple[int, int] | None = None
 
     # --- time ---------------------------------------------------------------------------
 
@@ -133,28 +135,53 @@ class MeterPhysics:
 
     def meter_time(self, now: datetime) -> datetime:
         """The meter clock's reading (naive local time, whole seconds) at ``now``."""
-        now_ms = _ms(now)
-        drift = (now_ms - self.start_ms) * self.clock_drift_ppm / 1e6
-        shown = self.local(now_ms + self.clock_offset_ms + round(drift))
-        return shown.replace(microsecond=0)
+        return self.local(self._meter_ms(_ms(now))).replace(microsecond=0)
+
+    def _meter_ms(self, when_ms: int) -> int:
+        """The meter clock at true ``when_ms``, as epoch milliseconds."""
+        drift = (when_ms - self.start_ms) * self.clock_drift_ppm / 1e6
+        return when_ms + self.clock_offset_ms + round(drift)
+
+    def _true_ms(self, mark: int) -> int:
+        """The first true millisecond at which the meter clock shows ``mark`` or later."""
+        t = mark - self.clock_offset_ms
+        t -= round((t - self.start_ms) * self.clock_drift_ppm / 1e6)
+        while self._meter_ms(t) < mark:
+            t += 1
+        while self._meter_ms(t - 1) >= mark:
+            t -= 1
+        return t
 
     def set_meter_time(self, now: datetime, when: datetime) -> None:
         """Set the clock so that it reads ``when`` (naive local) at ``now`` (time sync)."""
         self.clock_offset_ms += round((when - self.meter_time(now)).total_seconds() * 1000)
+        self._mark = None
 
     def jump_clock(self, seconds: float) -> None:
         """Make the clock jump (a fault, or a battery failure after an outage)."""
         self.clock_offset_ms += round(seconds * 1000)
+        self._mark = None
 
     # --- energy -------------------------------------------------------------------------
 
     def advance(self, now: datetime) -> None:
-        """Integrate the load up to ``now``, writing load records and daily freezes."""
+        """Integrate the load up to ``now``, writing load records and daily freezes.
+
+        Energy is integrated per minute of true time. Records and freezes are taken
+        the way a meter takes them, by its own clock: a load-profile record when the
+        meter clock reaches an interval boundary, a daily freeze when it reaches
+        local midnight, each stamped with the meter clock's time. A meter whose
+        clock is 2 min ahead thus stamps ``10:15`` the register value of 10:13.
+        """
         end = _ms(now)
         t = self._t
         while t < end:
-            boundary = (t // _MINUTE_MS + 1) * _MINUTE_MS
-            segment_end = min(end, boundary)
+            if self._mark is None:
+                mark = (self._meter_ms(t) // _MINUTE_MS + 1) * _MINUTE_MS
+                self._mark = (mark, self._true_ms(mark))
+            mark, marked = self._mark
+            minute = (t // _MINUTE_MS + 1) * _MINUTE_MS
+            segment_end = min(end, minute, marked)
             local = self.local(t)
             watts = self.shape.power_w(local)
             energy = watts * (segment_end - t)
@@ -168,24 +195,29 @@ class MeterPhysics:
             else:
                 self._export -= energy
             t = segment_end
-            if t == boundary:
-                if t % self._interval_ms == 0:
-                    self.load_profile.append(
-                        LoadRecord(
-                            stamp=self.local(t),
-                            import_kwh=self.import_kwh()[0],
-                            export_kwh=self.export_kwh(),
-                            instant=self.instant_at(t),
-                        )
-                    )
-                stamp = self.local(t)
-                if stamp.hour == 0 and stamp.minute == 0:
-                    self.freezes.append(
-                        FreezeRecord(
-                            stamp=stamp, import_kwh=self.import_kwh(), export_kwh=self.export_kwh()
-                        )
-                    )
+            if t == marked:
+                self._take_records(mark, t)
+                self._mark = None
         self._t = max(self._t, end)
+
+    def _take_records(self, mark: int, when_ms: int) -> None:
+        """The meter clock shows ``mark`` (epoch ms) at true ``when_ms``: record what is due."""
+        stamp = self.local(mark)
+        if mark % self._interval_ms == 0:
+            self.load_profile.append(
+                LoadRecord(
+                    stamp=stamp,
+                    import_kwh=self.import_kwh()[0],
+                    export_kwh=self.export_kwh(),
+                    instant=self.instant_at(when_ms),
+                )
+            )
+        if stamp.hour == 0 and stamp.minute == 0:
+            self.freezes.append(
+                FreezeRecord(
+                    stamp=stamp, import_kwh=self.import_kwh(), export_kwh=self.export_kwh()
+                )
+            )
 
     def import_kwh(self) -> tuple[Decimal, ...]:
         """Active import registers: total, then tariffs 1..n (total = their exact sum)."""
