@@ -155,7 +155,10 @@ def read_groups(
     """The period groups of the meters whose every day of ``[start, end)`` has totals.
 
     ``start`` and ``end`` must be local midnights (else nothing is covered). The
-    groups are those ``billing_queries.period_groups`` returns for the same meters.
+    groups add up to what ``billing_queries.period_groups`` returns for the same
+    meters. A meter counts as covered when one tariff period has a row on every day
+    (the builder writes a row for each period holding intervals, so a meter read all
+    day has them all); anything less is summed from the intervals instead.
 
     Returns:
         ``(meters covered, their groups)``.
@@ -166,32 +169,40 @@ def read_groups(
         return set(), []
     key = schedule_key(ranges, offset_s, interval_s)
     encode = time_encoder(engine)
-    where = ("FROM day_totals WHERE meter_id IN :ids AND channel_id = :c AND day_start >= :lo "
-             "AND day_start < :hi AND schedule = :k")  # fmt: skip
-    params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key}
-    count = text(f"SELECT meter_id, count(DISTINCT day_start) {where} GROUP BY meter_id")
+    params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key,
+              "last": encode(datetime.fromtimestamp(hi - _DAY, UTC))}  # fmt: skip
+    query = text(_read_sql(engine, offset_s, holidays, weekends, holiday_period))
     with translate_errors(engine), engine.connect() as conn:
-        found = conn.execute(count.bindparams(bindparam("ids", expanding=True)), params).all()
-        covered = {int(m) for m, n in found if n == days}
-        if not covered:
-            return set(), []
-        params["ids"] = sorted(covered)
-        params["last"] = encode(datetime.fromtimestamp(hi - _DAY, UTC))
-        query = text(_read_sql(engine, offset_s, holidays, weekends, holiday_period, where))
+        if engine.dialect.name == "postgresql":  # a batch groups ~120k rows: hash them in memory
+            conn.execute(text("SET LOCAL work_mem = '64MB'"))
         rows = conn.execute(query.bindparams(bindparam("ids", expanding=True)), params).all()
     sqlite = engine.dialect.name == "sqlite"
+    days_with: dict[int, dict[int, int]] = {}
     out = []
-    for m, p, e, n, miss, est, est_e, cov, peak, at in rows:
-        if at is not None:
-            at = datetime.fromtimestamp(at, UTC) if sqlite else at.astimezone(UTC)
-        out.append(Group(int(m), int(p), int(e), int(n), int(miss), int(est), int(est_e),
-                         int(cov), None if peak is None else int(peak),
-                         None if peak is None else at))  # fmt: skip
-    return covered, out
+    for m, p, special, n_days, e, n, miss, est, est_e, cov, peak, at in rows:
+        by_period = days_with.setdefault(int(m), {})
+        by_period[int(p)] = by_period.get(int(p), 0) + int(n_days)
+        when = None
+        if peak is not None and sqlite:
+            when = datetime.fromtimestamp(at, UTC)
+        elif peak is not None:  # PostgreSQL: peak and time in one number (see _read_sql)
+            peak, rest = divmod(int(peak), _PEAK_SCALE)
+            when = datetime.fromtimestamp(_PEAK_SCALE - 1 - rest, UTC)
+        period = holiday_period if special and holiday_period is not None else int(p)
+        out.append(Group(int(m), period, int(e), int(n),
+                         int(miss), int(est), int(est_e), int(cov),
+                         None if peak is None else int(peak), when))  # fmt: skip
+    covered = {m for m, counts in days_with.items() if max(counts.values()) == days}
+    return covered, [g for g in out if g.meter_id in covered]
+
+
+#: PostgreSQL: the peak and its time as one number, ``peak * scale + (scale - 1 - epoch)``,
+#: whose max() is the highest peak at its earliest time (no sort per group).
+_PEAK_SCALE = 10**10
 
 
 def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: bool,
-              holiday_period: int | None, where: str) -> str:  # fmt: skip
+              holiday_period: int | None) -> str:  # fmt: skip
     sqlite = engine.dialect.name == "sqlite"
     local_day = f"(({epoch_sql(engine, 'day_start')} + {int(offset_s)}) / {_DAY})"
     special = []
@@ -199,16 +210,17 @@ def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: 
         special.append(f"{local_day} IN ({', '.join(str(int(d)) for d in holidays)})")
     if holiday_period is not None and weekends:  # 1970-01-01 was a Thursday (weekday 3)
         special.append(f"({local_day} + 3) % 7 >= 5")
-    period = (f"CASE WHEN {' OR '.join(special)} THEN {int(holiday_period or 0)} ELSE period END"
-              if special else "period")  # fmt: skip
+    flag = f"CASE WHEN {' OR '.join(special)} THEN 1 ELSE 0 END" if special else "0"
     # SQLite: with exactly one max(), the bare column comes from the row holding it (the
     # first in key order: the earliest day).
-    peak_at = "peak_at" if sqlite else (
-        "(array_agg(peak_at ORDER BY peak DESC, peak_at) FILTER (WHERE peak IS NOT NULL))[1]"
+    peak = "max(peak), peak_at" if sqlite else (
+        f"max(CAST(peak AS numeric) * {_PEAK_SCALE} + "
+        f"({_PEAK_SCALE - 1} - {epoch_sql(engine, 'peak_at')})), NULL"
     )  # fmt: skip
     return (
-        f"SELECT meter_id, {period} AS p, sum(energy), sum(intervals), sum(missing), "
-        "sum(estimated), sum(estimated_energy), "
+        f"SELECT meter_id, period, {flag} AS h, count(*), sum(energy), sum(intervals), "
+        "sum(missing), sum(estimated), sum(estimated_energy), "
         "sum(covered_s) - sum(CASE WHEN day_start = :last THEN overhang_s ELSE 0 END), "
-        f"max(peak), {peak_at} {where} GROUP BY meter_id, p"
+        f"{peak} FROM day_totals WHERE meter_id IN :ids AND channel_id = :c "
+        "AND day_start >= :lo AND day_start < :hi AND schedule = :k GROUP BY meter_id, period, h"
     )
