@@ -75,6 +75,7 @@ def upgrade() -> None:
         ),
         sqlite_with_rowid=False,
     )
+    op.create_index("ix_day_totals_day_start", "day_totals", ["day_start"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_PG_FUNCTION)
         for table in _SERIES:
@@ -90,4 +91,5 @@ def downgrade() -> None:
         for table in _SERIES:
             op.execute(f"DROP TRIGGER IF EXISTS day_totals_{table} ON {table}")
         op.execute("DROP FUNCTION IF EXISTS amigate_day_totals_stale()")
+    op.drop_index("ix_day_totals_day_start", table_name="day_totals")
     op.drop_table("day_totals")

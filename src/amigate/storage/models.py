@@ -248,11 +248,12 @@ class DayTotalRow(Base):
     interval length). Any write to the series within the day deletes its rows (the
     change-feed hooks, see migration 0004), so a row present is always current.
     ``overhang_s`` is the part of the day's intervals lasting past its end (spans),
-    which a billing period ending at that midnight does not cover.
+    which a billing period ending at that midnight does not cover. The builder finds
+    what a day still lacks through the ``day_start`` index.
     """
 
     __tablename__ = "day_totals"
-    __table_args__ = _TS
+    __table_args__ = (Index("ix_day_totals_day_start", "day_start"), _TS)
 
     meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
