@@ -50,6 +50,7 @@ def install(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.api_keys = ApiKeys(engine)
     app.state.rate_limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
     app.state.tou = settings.tou.classifier(settings.timezone)
+    app.state.channel_ids = {}
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(no_unknown_query)])

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
+from amigate.api.v1.meters import channel_of
 from amigate.api.v1.pagination import check_range
 from amigate.api.v1.schemas import Channel, DecimalStr, SafeText, energy
 from amigate.billing.buckets import aggregate, buckets
@@ -67,7 +68,7 @@ def line_loss(
     if not meters:
         raise ApiProblem("not-found", f"no meter is in transformer area {area!r}")
     zone = settings.timezone
-    cid = api_queries.channel_id(engine, channel)
+    cid = channel_of(request, channel)
     ids = [m.id for m in meters]
     series = api_queries.batch_series(engine, ids, cid, start, end) if cid is not None else {}
     days = list(buckets(start, end, "day", zone))

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
+from amigate.api.v1.meters import channel_of
 from amigate.api.v1.pagination import check_range
 from amigate.api.v1.schemas import (
     BoundaryReadOut,
@@ -64,7 +65,7 @@ def determinants(
     known = [m for m in dict.fromkeys(meter_ids) if m in meters]
     if unknown_is_404 and len(known) < len(set(meter_ids)):
         raise ApiProblem("not-found", f"no meter {min(set(meter_ids) - set(known))}")
-    cid = api_queries.channel_id(engine, channel)
+    cid = channel_of(request, channel)
     totals: dict[int, Totals] = {}
     offset = fixed_offset(classifier.zone, start, end)
     if cid and known and offset is not None:  # added up in the database

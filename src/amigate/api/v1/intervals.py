@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from amigate.api.v1 import fastjson
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
-from amigate.api.v1.meters import get_meter
+from amigate.api.v1.meters import channel_of, get_meter
 from amigate.api.v1.pagination import (
     Cursor,
     Page,
@@ -78,7 +78,7 @@ def _series_args(
 ) -> int | None:
     get_meter(request, meter_id)
     check_range(start, end, request.app.state.settings.api_max_range_days)
-    return api_queries.channel_id(request.app.state.engine, channel)
+    return channel_of(request, channel)
 
 
 @router.get(
@@ -253,7 +253,7 @@ def edit(
     get_meter(request, meter_id)
     check_range(body.start, body.start + timedelta(seconds=1), 1)
     engine = request.app.state.engine
-    cid = api_queries.channel_id(engine, body.channel)
+    cid = channel_of(request, body.channel)
     if cid is None:
         raise ApiProblem("not-found", f"no interval on channel {body.channel} of meter {meter_id}")
     try:

@@ -30,6 +30,18 @@ def meter_out(row: MeterRow) -> MeterOut:
     )  # fmt: skip
 
 
+def channel_of(request: Request, code: str) -> int | None:
+    """The id of a channel code (None: nothing was ever stored on it), remembered by the app:
+    a channel's id never changes once it exists."""
+    known: dict[str, int] = request.app.state.channel_ids
+    found = known.get(code)
+    if found is None:
+        found = api_queries.channel_id(request.app.state.engine, code)
+        if found is not None and len(known) < 10_000:
+            known[code] = found
+    return found
+
+
 def get_meter(request: Request, meter_id: int) -> MeterRow:
     """The stored meter, or a 404 problem.
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
-from amigate.api.v1.meters import get_meter
+from amigate.api.v1.meters import channel_of, get_meter
 from amigate.api.v1.pagination import (
     Cursor,
     Limit,
@@ -54,7 +54,7 @@ def register_reads(
     key = decode_cursor("registers", cursor)
     after = None if key is None else cursor_time(key[0] if key else None)
     engine = request.app.state.engine
-    cid = api_queries.channel_id(engine, channel)
+    cid = channel_of(request, channel)
     rows = [] if cid is None else api_queries.reads_page(
         engine, meter_id, cid, start, end, after=after, limit=limit + 1
     )  # fmt: skip
@@ -81,7 +81,7 @@ def register_read_at(
     get_meter(request, meter_id)
     check_range(at, at + timedelta(seconds=1), 1)
     engine = request.app.state.engine
-    cid = api_queries.channel_id(engine, channel)
+    cid = channel_of(request, channel)
     row = None if cid is None else api_queries.read_at_or_before(engine, meter_id, cid, at)
     if row is None:
         raise ApiProblem("not-found", f"meter {meter_id} has no {channel} read at or before {at}")
