@@ -58,7 +58,8 @@ TimezoneQuery = Annotated[
 ]  # fmt: skip
 
 
-def _iso_epoch(seconds: int) -> str:
+def _cursor_time(seconds: int) -> str:
+    """An epoch start as the series cursor holds it (what ``datetime.isoformat`` gives)."""
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
@@ -112,7 +113,7 @@ def intervals(
         )  # fmt: skip
         if plain is not None:
             found, more = plain
-            cursor = (encode_cursor("intervals", [_iso_epoch(found[-1][0]), 1])
+            cursor = (encode_cursor("intervals", [_cursor_time(found[-1][0]), 1])
                       if more and found else None)  # fmt: skip
             return Response(fastjson.page(fastjson.plain_intervals(found), cursor),
                             media_type="application/json")  # fmt: skip
