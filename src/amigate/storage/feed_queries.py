@@ -48,6 +48,28 @@ _COLUMNS = (
 _FEED_LOCK = 0x616D_6967_6665_6564
 _PRUNED = "pruned"
 _PRUNED_MARK = f"SELECT txid, id FROM changes WHERE kind = '{_PRUNED}'"
+#: PostgreSQL: move the committed log rows (migration 0005) into open entries, one per
+#: series or anomaly, created in the order they were first logged. An anomaly keeps its
+#: latest status and range.
+_FROM_LOG = (
+    "WITH moved AS (DELETE FROM change_log RETURNING id, kind, channel_id, series, recorded_at), "
+    "s AS (SELECT m.id AS log_id, kind, channel_id, CAST(e->>0 AS integer) AS meter_id, "
+    "CAST(e->>1 AS integer) AS n, CAST(e->>2 AS timestamptz) AS lo, "
+    "CAST(e->>3 AS timestamptz) AS hi, coalesce(CAST(e->>4 AS bigint), 0) AS anomaly_id, "
+    "e->>5 AS status, recorded_at FROM moved m, json_array_elements(series) e) "
+    "INSERT INTO changes AS c (txid, kind, meter_id, channel_id, anomaly_id, first_at, last_at, "
+    "rows, status, recorded_at) SELECT NULL, kind, meter_id, channel_id, anomaly_id, "
+    "CASE WHEN kind = 'anomaly' THEN (array_agg(lo ORDER BY log_id DESC))[1] ELSE min(lo) END, "
+    "CASE WHEN kind = 'anomaly' THEN (array_agg(hi ORDER BY log_id DESC))[1] ELSE max(hi) END, "
+    "sum(n), (array_agg(status ORDER BY log_id DESC))[1], min(recorded_at) FROM s "
+    "GROUP BY kind, meter_id, channel_id, anomaly_id ORDER BY min(log_id) "
+    "ON CONFLICT (kind, meter_id, channel_id, anomaly_id) WHERE txid IS NULL DO UPDATE SET "
+    "first_at = CASE WHEN c.kind = 'anomaly' THEN excluded.first_at "
+    "ELSE least(c.first_at, excluded.first_at) END, "
+    "last_at = CASE WHEN c.kind = 'anomaly' THEN excluded.last_at "
+    "ELSE greatest(c.last_at, excluded.last_at) END, "
+    "rows = c.rows + excluded.rows, status = excluded.status"
+)
 _SEAL = (
     "UPDATE changes SET txid = (SELECT coalesce(max(txid), 0) + 1 FROM changes) WHERE txid IS NULL"
 )
@@ -124,6 +146,8 @@ def read_changes(
                     "entries after this cursor were pruned (kept: the feed_retention_days "
                     "setting); start again without a cursor and reconcile the series"
                 )
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(_FROM_LOG))
         conn.execute(text(_SEAL))
         rows = conn.execute(
             text(
@@ -136,7 +160,8 @@ def read_changes(
 
 
 def prune_changes(engine: Engine, before: datetime) -> int:
-    """Delete the sealed entries recorded before ``before``.
+    """Delete the sealed entries recorded before ``before`` (and, on PostgreSQL, gather the
+    change log into open entries, so it stays bounded while no client reads the feed).
 
     The newest entry pruned stays as a mark (kind ``pruned``, never listed), so a
     reader whose cursor is older than it learns that it missed entries instead of
@@ -149,6 +174,7 @@ def prune_changes(engine: Engine, before: datetime) -> int:
     with translate_errors(engine), engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _FEED_LOCK})
+            conn.execute(text(_FROM_LOG))  # bounded even when nobody reads: one per series
         last = conn.execute(
             text("SELECT txid, id FROM changes WHERE txid IS NOT NULL AND recorded_at < :b "
                  "ORDER BY txid DESC, id DESC LIMIT 1"), {"b": stamp},

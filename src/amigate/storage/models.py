@@ -330,3 +330,23 @@ class ChangeRow(Base):
     rows: Mapped[int] = mapped_column(Integer)
     status: Mapped[str | None] = mapped_column(String(16))
     recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp())
+
+
+class ChangeLogRow(Base):
+    """What one statement stored on PostgreSQL, per channel, for the change feed.
+
+    ``series`` is a JSON array of ``[meter_id, rows, first start, last start]``.
+    Written by the series triggers (migration 0005); a feed reader moves committed
+    rows into open ``changes`` entries. Unused on SQLite, whose ingest writes open
+    entries itself.
+    """
+
+    __tablename__ = "change_log"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    channel_id: Mapped[int] = mapped_column(Integer)
+    series: Mapped[list[Any]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp())
