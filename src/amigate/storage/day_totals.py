@@ -7,8 +7,9 @@ intervals: a meter-month is about 120 rows instead of 2,880, and a batch of
 * built only for closed days (in the past by at least ``settle``) of timezones
   with a fixed UTC offset, and only for days whose intervals have no later
   versions (estimates and edits are read from the series instead);
-* dropped by every write into their day (migration 0004), so a row present is
-  always what the intervals add up to now;
+* dropped by every write into their day, in the writing transaction (the series
+  triggers of migrations 0004 and 0005 on PostgreSQL, the ingest transaction on
+  SQLite), so a row present is always what the intervals add up to now;
 * tagged with a digest of the schedule they were built for; rows of another
   schedule are ignored and replaced.
 
@@ -32,7 +33,7 @@ from amigate.storage.ingest import time_encoder
 
 _LOG = logging.getLogger(__name__)
 _DAY = 86_400
-#: The builder's advisory lock ("amigate totals"), the same number as in migration 0004.
+#: The builder's advisory lock ("amigate totals"), the same number as in migrations 0004-0005.
 _LOCK = 0x616D_6967_746F_7473
 _METER_BATCH = 1000
 

@@ -1,11 +1,14 @@
-"""The change feed: entries written by triggers and ingest (migration 0003), read in order.
+"""The change feed: entries written with the data (migrations 0003, 0005), read in order.
 
-Writers add to *open* entries (``txid`` NULL), one per series or anomaly. A
-reader seals every open entry it can see with the next generation number, inside
-its own transaction (serialized by an advisory lock on PostgreSQL, by the write
-lock on SQLite), and returns sealed entries by (generation, id). An entry whose
-transaction is still running is invisible, stays open and gets a later
-generation: nothing can appear behind a cursor already handed out.
+On SQLite, writers add to *open* entries (``txid`` NULL), one per series or
+anomaly, in the ingest transaction. On PostgreSQL, triggers append one
+``change_log`` row per statement and channel (cheaper than one upsert per series),
+and a reader first moves the committed log rows into open entries. A reader then
+seals every open entry it can see with the next generation number, inside its own
+transaction (serialized by an advisory lock on PostgreSQL, by the write lock on
+SQLite), and returns sealed entries by (generation, id). What a transaction still
+running wrote is invisible, stays behind and gets a later generation: nothing can
+appear behind a cursor already handed out.
 """
 
 from __future__ import annotations
@@ -52,11 +55,11 @@ _PRUNED_MARK = f"SELECT txid, id FROM changes WHERE kind = '{_PRUNED}'"
 #: series or anomaly, created in the order they were first logged. An anomaly keeps its
 #: latest status and range.
 _FROM_LOG = (
-    "WITH moved AS (DELETE FROM change_log RETURNING id, kind, channel_id, series, recorded_at), "
-    "s AS (SELECT m.id AS log_id, kind, channel_id, CAST(e->>0 AS integer) AS meter_id, "
-    "CAST(e->>1 AS integer) AS n, CAST(e->>2 AS timestamptz) AS lo, "
-    "CAST(e->>3 AS timestamptz) AS hi, coalesce(CAST(e->>4 AS bigint), 0) AS anomaly_id, "
-    "e->>5 AS status, recorded_at FROM moved m, json_array_elements(series) e) "
+    "WITH moved AS (DELETE FROM change_log RETURNING id, kind, channel_id, meters, counts, "
+    "first_at, last_at, anomaly_id, status, recorded_at), "
+    "s AS (SELECT m.id AS log_id, kind, channel_id, u.meter_id, u.n, first_at AS lo, "
+    "last_at AS hi, coalesce(anomaly_id, 0) AS anomaly_id, status, recorded_at "
+    "FROM moved m, unnest(m.meters, m.counts) AS u(meter_id, n)) "
     "INSERT INTO changes AS c (txid, kind, meter_id, channel_id, anomaly_id, first_at, last_at, "
     "rows, status, recorded_at) SELECT NULL, kind, meter_id, channel_id, anomaly_id, "
     "CASE WHEN kind = 'anomaly' THEN (array_agg(lo ORDER BY log_id DESC))[1] ELSE min(lo) END, "

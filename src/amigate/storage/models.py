@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from amigate.storage.types import ExactDecimal, UtcTimestamp
@@ -48,6 +49,8 @@ HYPERTABLES: dict[str, str] = {
 }
 
 _TS = {"sqlite_with_rowid": False}
+#: An integer array on PostgreSQL (JSON on SQLite, where nothing writes it).
+_INTS = postgresql.ARRAY(Integer()).with_variant(JSON(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -333,12 +336,13 @@ class ChangeRow(Base):
 
 
 class ChangeLogRow(Base):
-    """What one statement stored on PostgreSQL, per channel, for the change feed.
+    """What one statement stored on PostgreSQL on one channel, for the change feed.
 
-    ``series`` is a JSON array of ``[meter_id, rows, first start, last start]``.
-    Written by the series triggers (migration 0005); a feed reader moves committed
-    rows into open ``changes`` entries. Unused on SQLite, whose ingest writes open
-    entries itself.
+    ``meters`` and ``counts``: the meters written and their rows; ``first_at`` and
+    ``last_at``: the statement's first and last start. An anomaly created or moved
+    logs its meter, range, id and status. Written by triggers (migration 0005); a
+    feed reader moves committed rows into open ``changes`` entries. Unused on
+    SQLite, whose ingest writes open entries itself.
     """
 
     __tablename__ = "change_log"
@@ -348,5 +352,10 @@ class ChangeLogRow(Base):
     )
     kind: Mapped[str] = mapped_column(String(16))
     channel_id: Mapped[int] = mapped_column(Integer)
-    series: Mapped[list[Any]] = mapped_column(JSON)
+    meters: Mapped[list[int]] = mapped_column(_INTS)
+    counts: Mapped[list[int]] = mapped_column(_INTS)
+    first_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    last_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
+    anomaly_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str | None] = mapped_column(String(16))
     recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp())
