@@ -13,14 +13,18 @@
     bytes, preambles included, 11 bits each) plus the simulator's turnaround.
     Target >= 90 %.
 (c) Memory: ``amigate run`` with 2,000 configured meters (20 buses x 100) reading
-    simulators, SQLite in a temp dir, 1-minute intervals on a faster clock; VmRSS
-    after the cycles and VmHWM (peak). Target <= 150 MB.
+    simulators, SQLite in a temp dir, 1-minute intervals; VmRSS sampled every 10 s
+    for ``--memory-seconds`` (300 by default) after the first reads: at the first
+    reads, at six points of the run, at the end, the peak (VmHWM) and the slope
+    over the second half (MB/hour). Target <= 150 MB and flat; the steady state
+    needs a run of 15 minutes or more (``--skip a,b --memory-seconds 1200``), which
+    includes the first validation run.
 
 The simulators run as ``amigate sim dlt645`` subprocesses (not sharing the GIL with
 the measured process); wire-time emulation is off in (a) and (c), on in (b).
 
 Usage: python bench/collect.py [--quick] [--meters N] [--endpoints N] [--cycles N]
-       [--rounds N] [--database-url URL] [--skip a,b,c]
+       [--rounds N] [--database-url URL] [--memory-seconds S] [--skip a,b,c]
 """
 
 from __future__ import annotations
@@ -454,21 +458,24 @@ def main() -> None:
     )
     parser.add_argument("--service-buses", type=int, default=20, help="(c) buses")
     parser.add_argument("--service-meters", type=int, default=100, help="(c) meters per bus")
-    parser.add_argument("--service-cycles", type=int, default=3, help="(c) cycles to wait for")
     parser.add_argument("--time-scale", type=float, default=1.0, help="(c) service clock speed")
     parser.add_argument(
-        "--service-timeout",
+        "--memory-seconds",
         type=float,
         default=300.0,
-        help="(c) longest wait for the cycles, seconds",
+        help="(c) how long to run the service after its first reads; the steady state "
+        "needs >= 900 (a validation run every 15 min), e.g. 1200",
+    )
+    parser.add_argument(
+        "--memory-every", type=float, default=10.0, help="(c) seconds between VmRSS samples"
     )
     parser.add_argument("--skip", default="", help="parts to leave out, e.g. b,c")
     args = parser.parse_args()
     if args.quick:
         args.meters, args.endpoints, args.cycles, args.seconds, args.rounds = 40, 2, 1, 0.5, 1
         args.bus_meters, args.bus_cycles = 1, 1
-        args.service_buses, args.service_meters, args.service_cycles = 2, 10, 1
-        args.time_scale = 30.0
+        args.service_buses, args.service_meters = 2, 10
+        args.time_scale, args.memory_seconds, args.memory_every = 30.0, 6.0, 1.0
     asyncio.run(main_async(args))
 
 

@@ -264,8 +264,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) samples, in MB per hour (0 for fewer than 2)."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_m = sum(m for _, m in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    return sum((t - mean_t) * (m - mean_m) for t, m in samples) / var * 3600
+
+
+def floor_by_minute(samples: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The lowest sample of each minute: the resident size between transient peaks."""
+    lowest: dict[int, tuple[float, float]] = {}
+    for t, mb in samples:
+        minute = int(t // 60)
+        if minute not in lowest or mb < lowest[minute][1]:
+            lowest[minute] = (t, mb)
+    return [lowest[m] for m in sorted(lowest)]
+
+
 def service_memory(args: argparse.Namespace, tmp: Path) -> None:
-    """Part (c): RSS of ``amigate run`` reading ``buses x meters`` simulated meters.
+    """Part (c): VmRSS of ``amigate run`` reading ``buses x meters`` simulated meters.
+
+    The service runs for ``memory_seconds`` while VmRSS is sampled every
+    ``memory_every`` seconds; printed: the resident size at the first reads, at a
+    few points of the run, at its end, the peak (VmHWM), and the least-squares
+    slope over the second half of the run (MB per hour: flat is about 0). A run of
+    at least 15 minutes includes a validation run (every 15 minutes by default).
 
     The service runs 1-minute intervals on a clock ``time_scale`` times faster than
     real time (default 1: a cycle of 100 meters must fit in the interval, or every
@@ -273,10 +302,11 @@ def service_memory(args: argparse.Namespace, tmp: Path) -> None:
     with a faster clock, clock checks see the simulators' real-time clocks, so the
     offset threshold is raised and time sync is off (no anomalies, no broadcasts).
     """
-    buses, per_bus, cycles = args.service_buses, args.service_meters, args.service_cycles
+    buses, per_bus = args.service_buses, args.service_meters
     total = buses * per_bus
     sims = Simulators(tmp)
     proc = None
+    samples: list[tuple[float, float]] = []  # (seconds since the first reads, MB)
     try:
         served = sims.start(buses, per_bus, processes=args.sim_processes)
         fleet = tmp / "fleet.toml"
@@ -291,28 +321,30 @@ def service_memory(args: argparse.Namespace, tmp: Path) -> None:
             "AMIGATE_CLOCK_SYNC_LIMIT_S": "0",
         }
         log = (tmp / "service.log").open("w")
-        started = time.monotonic()
         proc = subprocess.Popen(
             [*AMIGATE, "run", "--fleet", str(fleet), "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        ready_kb = reads = 0
-        samples: list[int] = []
-        deadline = started + args.service_timeout
-        while time.monotonic() < deadline:
+        reads = 0
+        started = time.monotonic()
+        first: float | None = None  # when the first reads were reported
+        while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"amigate run exited: {(tmp / 'service.log').read_text()}")
-            time.sleep(0.5)
+            time.sleep(args.memory_every if first is not None else 0.5)
             reads = _reads_ok(port)
-            kb = _status(proc.pid)
-            samples.append(kb["VmRSS"])
-            if not ready_kb and reads:
-                ready_kb = kb["VmRSS"]
-            if reads >= cycles * total:
+            now = time.monotonic()
+            if first is None:
+                if not reads:
+                    if now - started > args.memory_seconds + 120:
+                        raise RuntimeError("amigate run read no meter")
+                    continue
+                first = now
+            samples.append((now - first, _status(proc.pid)["VmRSS"] / 1024))
+            if now - first >= args.memory_seconds:
                 break
-        took = time.monotonic() - started
         final = _status(proc.pid)
         proc.terminate()
         proc.wait(timeout=30)
@@ -329,25 +361,43 @@ def service_memory(args: argparse.Namespace, tmp: Path) -> None:
                 proc.kill()
                 proc.wait()
         sims.stop()
-    mb = 1024
+    _print_memory(args, total, reads, samples, final, missing)
+
+
+def _print_memory(
+    args: argparse.Namespace,
+    total: int,
+    reads: int,
+    samples: list[tuple[float, float]],
+    final: dict[str, int],
+    missing: int,
+) -> None:
+    """Print part (c) from the VmRSS samples."""
+    seconds = samples[-1][0]
+    half = [(t, mb) for t, mb in samples if t >= seconds / 2]
+    points = [samples[round(k * (len(samples) - 1) / 6)] for k in range(1, 7)]
     print(
-        f"(c) memory of amigate run: {total:,} meters ({buses} buses x {per_bus}) reading "
-        f"simulators, SQLite, 1-minute intervals at time_scale {args.time_scale:g}"
+        f"(c) memory of amigate run: {total:,} meters ({args.service_buses} buses x "
+        f"{args.service_meters}) reading simulators, SQLite, 1-minute intervals at time_scale "
+        f"{args.time_scale:g}, for {seconds:.0f} s after the first reads"
     )
+    print(f"    {reads:,} meter reads ({reads / total:.1f} per meter)")
+    print("    VmRSS over the run: " + ", ".join(f"{t:.0f} s {mb:.1f} MB" for t, mb in points))
     print(
-        f"    {reads:,} meter reads in {took:.0f} s ({reads / total:.1f} per meter; "
-        f"waited for {cycles} cycle(s))"
-    )
-    print(
-        f"    VmRSS at the first reads {ready_kb / mb:.1f} MB, after the cycles "
-        f"{final['VmRSS'] / mb:.1f} MB, peak VmHWM {final['VmHWM'] / mb:.1f} MB "
+        f"    VmRSS at the first reads {samples[0][1]:.1f} MB, at the end "
+        f"{final['VmRSS'] / 1024:.1f} MB, peak VmHWM {final['VmHWM'] / 1024:.1f} MB "
         f"(target <= 150 MB)"
+    )
+    print(
+        f"    second half ({half[0][0]:.0f}-{seconds:.0f} s, {len(half)} samples): "
+        f"VmRSS {min(mb for _, mb in half):.1f}-{max(mb for _, mb in half):.1f} MB, "
+        f"slope {slope_mb_per_hour(half):+.1f} MB/hour, of each minute's lowest sample "
+        f"{slope_mb_per_hour(floor_by_minute(half)):+.1f} MB/hour (target: flat; the steady "
+        "state needs --memory-seconds 900 or more)"
     )
     print(
         f"    MISSING intervals stored: {missing:,} (0: every cycle fit in its interval, "
         "no slot was skipped)"
     )
-    if reads < cycles * total:
-        print(
-            f"    !! only {reads:,} of {cycles * total:,} reads within {args.service_timeout:.0f} s"
-        )
+    if reads < total:
+        print(f"    !! only {reads:,} reads: not every meter was read once")

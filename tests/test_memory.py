@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import platform
+import sqlite3
+from pathlib import Path
 
-from amigate.memory import bound_allocator, trim
+import pytest
+from sqlalchemy import Engine
+
+from amigate.memory import bound_allocator, bound_sqlite, sqlite_memory, trim
+from amigate.storage import make_engine
 
 
 def test_glibc_takes_the_arena_cap_and_trims() -> None:
@@ -13,3 +19,90 @@ def test_glibc_takes_the_arena_cap_and_trims() -> None:
     blocks = [bytearray(1 << 16) for _ in range(2000)]  # 128 MiB, then freed
     del blocks
     assert trim() is glibc
+
+
+def _fill_caches(path: Path, connections: int) -> int:
+    """SQLite's memory after ``connections`` connections with 64 MiB caches each read a table."""
+    opened = [sqlite3.connect(path) for _ in range(connections)]
+    try:
+        for db in opened:
+            db.execute("PRAGMA cache_size=-65536")
+            assert db.execute("SELECT sum(length(body)) FROM t").fetchone()[0] == 40_000 * 400
+        used = sqlite_memory()
+        assert used is not None
+        return used
+    finally:
+        for db in opened:
+            db.close()
+
+
+def test_the_sqlite_heap_limit_bounds_all_connections_together(tmp_path: Path) -> None:
+    path = tmp_path / "pages.db"
+    with sqlite3.connect(path) as db:  # 16 MB of rows: 4 readers would cache 64 MB
+        db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, body BLOB)")
+        db.executemany("INSERT INTO t VALUES (?, randomblob(400))", ((k,) for k in range(40_000)))
+    db.close()
+    before = bound_sqlite(0)
+    try:
+        unbounded = _fill_caches(path, 4)
+        assert bound_sqlite(8 << 20) == 0  # the limit in force before: none
+        bounded = _fill_caches(path, 4)
+    finally:
+        assert bound_sqlite(before) == 8 << 20
+    assert unbounded > 40 << 20  # every connection kept its own copy of the pages
+    assert bounded < 10 << 20  # together they stayed near the limit
+
+
+def test_a_negative_sqlite_heap_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        bound_sqlite(-1)
+
+
+def test_a_pooled_sqlite_connection_comes_back_without_its_file_mapped(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'mapped.db'}")
+    try:
+        raw = engine.raw_connection()
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA mmap_size = 1073741824")  # as a bulk read turns it on
+        assert cursor.execute("PRAGMA mmap_size").fetchone()[0] == 1 << 30
+        raw.close()  # back to the pool
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == 0
+            assert engine.pool.checkedout() == 1 and engine.pool.size() >= 1
+    finally:
+        engine.dispose()
+
+
+def _after_queries(engine: Engine, statements: int) -> int:
+    """SQLite's memory once ``statements`` distinct queries ran and the connection is back."""
+    with engine.connect() as conn:
+        for n in range(statements):  # a query built per day: a new statement each time
+            conn.exec_driver_sql(f"SELECT count(*), {n} FROM t WHERE body IS NOT NULL").scalar()
+    used = sqlite_memory()
+    assert used is not None
+    return used
+
+
+def test_a_lean_engine_keeps_few_statements_and_frees_its_cache(tmp_path: Path) -> None:
+    path = tmp_path / "lean.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, body BLOB)")
+        db.executemany("INSERT INTO t VALUES (?, randomblob(400))", ((k,) for k in range(20_000)))
+    db.close()
+    usual = make_engine(f"sqlite:///{path}", sqlite_cache_kib=65536)
+    lean = make_engine(f"sqlite:///{path}", sqlite_cache_kib=65536, sqlite_lean=True)
+    try:
+        base = sqlite_memory()
+        assert base is not None
+        kept = _after_queries(usual, 100) - base  # the pages read and 100 statements
+        usual.dispose()
+        base = sqlite_memory()
+        assert base is not None
+        left = _after_queries(lean, 100) - base
+        with lean.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -65536
+    finally:
+        usual.dispose()
+        lean.dispose()
+    assert kept > 8 << 20  # 8 MB of pages stayed cached in the pooled connection
+    assert left < 1 << 20  # the lean one gave them back, and kept few statements

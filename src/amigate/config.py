@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         description="SQLite page cache per connection of `amigate run` (bulk loads use more)",
     )
     sqlite_heap_mb: int = Field(
-        default=16, ge=0, le=65536,
+        default=8, ge=0, le=65536,
         description="SQLite memory of `amigate run` in all: once its connections (store and "
         "spools) hold this much, their page caches reuse pages instead of growing (0: no limit)",
     )

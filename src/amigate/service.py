@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import uvicorn
 
@@ -33,7 +36,7 @@ from amigate.drivers.dlt645 import Dlt645Client
 from amigate.drivers.modbus import ModbusBus, ModbusMeter
 from amigate.errors import AmigateError, PortUnavailable, StorageUnavailable
 from amigate.fleet import BusConfig, Fleet
-from amigate.memory import trim
+from amigate.memory import bound_sqlite, trim
 from amigate.meter_cache import load_meters, save_meters
 from amigate.meter_models import MeterModel
 from amigate.metrics import DayCompleteness, Metrics
@@ -52,6 +55,15 @@ _SUCCESS_CHANNEL = "1.8.0"
 _REOPEN_S = 30.0
 #: Seconds between two hand-backs of freed memory.
 _TRIM_S = 60.0
+#: Interval cells (meter x channel x interval) one validation chunk may hold: its
+#: columns take about 100 bytes a cell, so a chunk stays near 15 MB at any interval.
+_VEE_CELLS = 150_000
+#: Energy channels assumed per meter when sizing validation chunks.
+_VEE_CHANNELS = 4
+#: Threads for blocking work (spool, database): a cycle's rows are encoded, spooled and
+#: stored in them, so this many buses at once hold their rows twice over; SQLite writes
+#: one at a time anyway. Validation and billing upkeep take one each while they run.
+_WORKER_THREADS = 3
 #: Seconds a worker may take to finish its meter after a stop request.
 _STOP_GRACE_S = 10.0
 
@@ -224,6 +236,8 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
+        sqlite_limit = bound_sqlite(self.settings.sqlite_heap_mb << 20)
+        loop.set_default_executor(ThreadPoolExecutor(_WORKER_THREADS, thread_name_prefix="amigate"))
         app = create_app(self.settings, self.store.engine, metrics=self.metrics,
                          readiness=self.readiness)  # fmt: skip
         config = uvicorn.Config(
@@ -263,6 +277,7 @@ class Service:
                 await api
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            bound_sqlite(sqlite_limit)
         _LOG.info("stopped")
 
     async def _trim_loop(self) -> None:
@@ -301,6 +316,7 @@ class Service:
 
         classifier = self.settings.tou.classifier(self.settings.timezone)
         interval_s = int(self.settings.interval.total_seconds())
+        retention = timedelta(days=self.settings.feed_retention_days)
         wait = 60.0
         while not self._stop.is_set():
             await self.clock.sleep(wait)
@@ -334,17 +350,23 @@ class Service:
         Each run looks back ``vee_window_hours``; results are idempotent, so data
         seen again changes nothing. A failed run is logged and tried at the next turn.
         """
-        from amigate.vee.engine import validate_since
+        from amigate.vee.engine import DAILY_RULES, INCREMENTAL_HISTORY, validate
+        from amigate.vee.registry import RULES
 
         every = self.settings.vee_every_minutes * 60
         window = timedelta(hours=self.settings.vee_window_hours)
+        # What ``validate_since`` runs, with the service's models and memory-sized chunks.
+        incremental = partial(
+            validate, self.store, settings=self.settings.vee,
+            rules=[r for r in RULES if r not in DAILY_RULES], line_loss=False,
+            history=INCREMENTAL_HISTORY, long_gaps=False, models=dict(self.models),
+            chunk_meters=self._vee_chunk(),
+        )  # fmt: skip
         while not self._stop.is_set():
             await self.clock.sleep(every)
             since = self.clock.now() - window
             try:
-                report = await asyncio.to_thread(
-                    validate_since, self.store, since, settings=self.settings.vee
-                )
+                report = await asyncio.to_thread(partial(incremental, since=since))
             except AmigateError as exc:
                 _LOG.warning("validation run failed: %s; trying again in %d min", exc,
                              self.settings.vee_every_minutes)  # fmt: skip

@@ -49,7 +49,8 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     fleet = load_fleet(settings.fleet_file, models) if settings.fleet_file else None
     url = settings.database_url.get_secret_value()
     bound_allocator()
-    engine = make_engine(url, check=False, sqlite_cache_kib=settings.sqlite_cache_mb * 1024)
+    cache_kib = settings.sqlite_cache_mb * 1024
+    engine = make_engine(url, check=False, sqlite_cache_kib=cache_kib, sqlite_lean=True)
     try:
         try:
             check_connection(engine)

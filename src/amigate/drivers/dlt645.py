@@ -4,6 +4,13 @@ The codec turns frames into bytes and back; this module owns the bus
 discipline: one request in flight per bus, a response timeout computed from the
 line speed and the expected reply size, retries, waiting out late replies, and
 checking that a reply answers the request that was sent.
+
+A plain read is the same bytes every cycle for the same meter and identifier. A
+client encodes each identifier's request once (for address 000000000000, with its
+response timeout) and each meter's address field once, and splices the two: the
+codec's bytes, the address in its place, the checksum adjusted by the address
+bytes. Both tables are bounded (oldest out first) and small: one entry per
+identifier and one per meter, not one per pair.
 """
 
 from __future__ import annotations
@@ -41,16 +48,41 @@ from amigate.errors import (
     ReadTimeout,
     UnexpectedReply,
 )
-from amigate.transports.base import DEFAULT_EXCEPTION_MAP, Transport, map_exceptions
+from amigate.transports.base import DEFAULT_EXCEPTION_MAP, Transport
 
 __all__ = ["ClientStats", "Dlt645Client", "address_matches"]
 
 _LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 #: Most follow-up frames accepted for one read (a guard against a meter that never stops).
 _MAX_FOLLOW_UPS = 64
 #: Reply size assumed for the read-address command: 4 FE + 12 + 6 address bytes.
 _ADDRESS_REPLY = 22
+#: Most identifiers whose read request a client keeps encoded.
+_TEMPLATE_CACHE = 1024
+#: Most meter address fields a client keeps encoded (a bus has far fewer meters).
+_ADDRESS_CACHE = 16_384
+#: The address a read request is encoded for before a meter's address is spliced in.
+_ZERO_ADDRESS = "000000000000"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadTemplate:
+    """The plain read request of one identifier, encoded for address 000000000000.
+
+    ``lead`` + address field + ``tail`` + checksum + ``end`` is the request of any
+    meter; the checksum is ``checksum`` plus the sum of the address bytes.
+    """
+
+    function: int
+    lead: bytes  # preamble and the first 68H
+    tail: bytes  # the second 68H, C, L and the DATA field
+    checksum: int
+    end: bytes
+    timeout: float
+    what: str
 
 
 @dataclass
@@ -151,6 +183,38 @@ class Dlt645Client:
         self.stats = ClientStats()
         self._lock = lock or asyncio.Lock()
         self._must_drain = False
+        self._templates: dict[int, _ReadTemplate] = {}
+        self._addresses: dict[str, tuple[bytes, int]] = {}
+
+    @property
+    def cached_encodings(self) -> tuple[int, int]:
+        """Identifiers and meter addresses kept encoded for plain reads."""
+        return len(self._templates), len(self._addresses)
+
+    def _plain_read(self, address: str, di: int) -> tuple[bytes, _ReadTemplate]:
+        """The bytes of a plain read of ``di`` at ``address``, and the identifier's template.
+
+        Raises:
+            DataError: an identifier too large for the version.
+            FrameFormatError: an address that is not 12 hex digits.
+        """
+        template = self._templates.get(di)
+        if template is None:
+            frame = build_read_request(_ZERO_ADDRESS, di, self.version)
+            raw = encode_frame(frame, preamble=self.preamble)
+            at = self.preamble + 1  # where the address field starts
+            template = _ReadTemplate(
+                frame.function, raw[:at], raw[at + 6 : -2], raw[-2], raw[-1:],
+                self.read_timeout(frame, di), f"DI {di:0{2 * di_size(self.version)}X}",
+            )  # fmt: skip
+            _keep(self._templates, di, template, _TEMPLATE_CACHE)
+        field = self._addresses.get(address)
+        if field is None:
+            wire = encode_frame(Frame(address, 0, b""), preamble=0)[1:7]
+            field = (wire, sum(wire))
+            _keep(self._addresses, address, field, _ADDRESS_CACHE)
+        checksum = bytes(((template.checksum + field[1]) & 0xFF,))
+        return b"".join((template.lead, field[0], template.tail, checksum, template.end)), template
 
     def response_timeout(self, request_bytes: int, response_bytes: int) -> float:
         """Return how long to wait for a complete reply.
@@ -214,11 +278,16 @@ class Dlt645Client:
             DeviceRejected: the meter answered with an abnormal reply.
             TransportError: the port or connection failed.
         """
-        request = build_read_request(address, di, self.version, blocks=blocks, since=since)
-        timeout = self.read_timeout(request, di, blocks=blocks or 1)
-        what = f"DI {di:0{2 * di_size(self.version)}X}"
+        if blocks is None and since is None:
+            raw, template = self._plain_read(address, di)
+            function, timeout, what = template.function, template.timeout, template.what
+        else:
+            request = build_read_request(address, di, self.version, blocks=blocks, since=since)
+            raw = encode_frame(request, preamble=self.preamble)
+            function, timeout = request.function, self.read_timeout(request, di, blocks=blocks or 1)
+            what = f"DI {di:0{2 * di_size(self.version)}X}"
         async with self._lock:
-            frame = await self._transact(request, address, di, timeout, what)
+            frame = await self._transact(function, raw, address, di, timeout, what)
             first = decode_read_response(frame, version=self.version, expected_di=di)
             if not first.follow_up:
                 return first
@@ -228,7 +297,10 @@ class Dlt645Client:
             for seq in range(1, _MAX_FOLLOW_UPS + 1):
                 self.stats.followups += 1
                 follow = build_read_followup(real, di, seq, self.version)
-                frame = await self._transact(follow, real, di, timeout, f"{what} follow-up {seq}")
+                raw = encode_frame(follow, preamble=self.preamble)
+                frame = await self._transact(
+                    follow.function, raw, real, di, timeout, f"{what} follow-up {seq}"
+                )
                 last = decode_read_response(frame, version=self.version, expected_di=di)
                 payload += last.payload
                 if not last.follow_up:
@@ -270,9 +342,12 @@ class Dlt645Client:
             reply = await self.read(ADDRESS_WILDCARD, 0xC032)
             return reply.address
         request = build_read_address(ADDRESS_WILDCARD)
+        raw = encode_frame(request, preamble=self.preamble)
         timeout = self.response_timeout(self.preamble + 12, _ADDRESS_REPLY)
         async with self._lock:
-            frame = await self._transact(request, ADDRESS_WILDCARD, None, timeout, "address")
+            frame = await self._transact(
+                request.function, raw, ADDRESS_WILDCARD, None, timeout, "address"
+            )
         return decode_address_response(frame)
 
     async def time_sync(self, when: datetime) -> None:
@@ -293,8 +368,19 @@ class Dlt645Client:
             await asyncio.sleep(len(raw) * self.byte_time)
 
     async def _io(self, operation: Awaitable[_T], verb: str) -> _T:
-        with map_exceptions(DEFAULT_EXCEPTION_MAP, context=f"{verb} {self.transport.name}"):
+        """Await a transport call, translating foreign errors like ``map_exceptions``.
+
+        Written out (no context manager): this wraps every write and read of a poll.
+        """
+        try:
             return await operation
+        except AmigateError:
+            raise
+        except Exception as exc:
+            ours = _translated(exc, f"{verb} {self.transport.name}")
+            if ours is None:
+                raise
+            raise ours from exc
 
     async def _drain_if_needed(self) -> None:
         if self._must_drain:
@@ -302,12 +388,13 @@ class Dlt645Client:
             late = await self._io(self.transport.drain_input(self.quiet), "drain")
             if late:
                 self.stats.late_bytes += len(late)
-                _LOG.debug("discarded %d late bytes: %s", len(late), late.hex(" "))
+                if _LOG.isEnabledFor(logging.DEBUG):
+                    _LOG.debug("discarded %d late bytes: %s", len(late), late.hex(" "))
 
     async def _transact(
-        self, request: Frame, address: str, di: int | None, wait: float, what: str
+        self, function: int, raw: bytes, address: str, di: int | None, wait: float, what: str
     ) -> Frame:
-        """Send ``request`` and return the frame that answers it, retrying as configured."""
+        """Send ``raw`` (a ``function`` request); return the frame answering it, retrying."""
         attempts = self.retries + 1
         failure: AmigateError | None = None
         for attempt in range(1, attempts + 1):
@@ -315,7 +402,7 @@ class Dlt645Client:
             if attempt > 1:
                 self.stats.retries += 1
             try:
-                return await self._exchange(request, address, di, wait)
+                return await self._exchange(function, raw, address, di, wait)
             except (ReadTimeout, FrameError, UnexpectedReply) as exc:
                 failure = exc
                 self._must_drain = True  # late or leftover bytes must not meet the next request
@@ -323,10 +410,13 @@ class Dlt645Client:
         assert failure is not None
         raise _final(failure, f"meter {address}, {what}, {attempts} attempt(s)") from failure
 
-    async def _exchange(self, request: Frame, address: str, di: int | None, wait: float) -> Frame:
-        raw = encode_frame(request, preamble=self.preamble)
+    async def _exchange(
+        self, function: int, raw: bytes, address: str, di: int | None, wait: float
+    ) -> Frame:
         self.stats.requests += 1
-        _LOG.debug("tx %s", raw.hex(" "))
+        debug = _LOG.isEnabledFor(logging.DEBUG)
+        if debug:
+            _LOG.debug("tx %s", raw.hex(" "))
         await self._io(self.transport.write(raw), "write")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -347,8 +437,9 @@ class Dlt645Client:
                     continue
                 if frame is None:
                     break
-                _LOG.debug("rx %s %02X %s", frame.address, frame.control, frame.data.hex(" "))
-                mismatch = self._mismatch(request, frame, address, di)
+                if debug:
+                    _LOG.debug("rx %s %02X %s", frame.address, frame.control, frame.data.hex(" "))
+                mismatch = self._mismatch(function, frame, address, di)
                 if mismatch is None:
                     return frame
                 if mismatch:
@@ -359,17 +450,17 @@ class Dlt645Client:
         self.stats.timeouts += 1
         raise ReadTimeout(f"no reply within {wait:.2f} s on {self.transport.name}")
 
-    def _mismatch(self, request: Frame, frame: Frame, address: str, di: int | None) -> str | None:
+    def _mismatch(self, function: int, frame: Frame, address: str, di: int | None) -> str | None:
         """Return None for the answer, "" for a frame to ignore, or why it does not answer."""
         if not frame.is_response:
             return ""  # our own request echoed by a 2-wire adapter, or another master
         if not address_matches(address, frame.address):
             self.stats.stray_frames += 1
             return ""  # another meter's reply: keep waiting for ours
-        if frame.function != request.function:
+        if frame.function != function:
             return (
                 f"meter {frame.address} answered function {frame.function:02X}H "
-                f"to a {request.function:02X}H request"
+                f"to a {function:02X}H request"
             )
         if frame.abnormal or di is None:
             return None
@@ -381,6 +472,21 @@ class Dlt645Client:
                 f"to a request for {di:0{2 * size}X}"
             )
         return None
+
+
+def _keep(table: dict[_K, _V], key: _K, value: _V, most: int) -> None:
+    """Add ``key`` to a bounded table, dropping the oldest entry when it is full."""
+    if len(table) >= most:
+        del table[next(iter(table))]
+    table[key] = value
+
+
+def _translated(exc: Exception, context: str) -> AmigateError | None:
+    """The amigate error a foreign transport error stands for (None: none does)."""
+    for foreign, ours in DEFAULT_EXCEPTION_MAP.items():
+        if isinstance(exc, foreign):
+            return ours(f"{context}: {str(exc) or type(exc).__name__}")
+    return None
 
 
 def _final(failure: AmigateError, context: str) -> AmigateError:

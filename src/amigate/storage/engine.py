@@ -16,6 +16,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from amigate.errors import ConfigError, StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
+#: Prepared statements each connection of a lean SQLite engine keeps (``sqlite3``: 128).
+LEAN_STATEMENTS = 16
 
 
 def normalise_url(url: str) -> str:
@@ -48,13 +50,22 @@ def mask(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, check: bool = True, sqlite_cache_kib: int = 65536, **kwargs: Any
+    url: str,
+    *,
+    check: bool = True,
+    sqlite_cache_kib: int = 65536,
+    sqlite_lean: bool = False,
+    **kwargs: Any,
 ) -> Engine:
     """Create an engine for ``url`` and check that the database answers (unless ``check``
     is false: a service that must start while its database is away).
 
     ``sqlite_cache_kib`` is SQLite's page cache per connection: large for bulk loads
-    (the default), small for a long-running service on a small gateway.
+    (the default), small for a long-running service on a small gateway. With
+    ``sqlite_lean`` (the service) each connection also keeps only
+    :data:`LEAN_STATEMENTS` prepared statements (a query built per day or per batch
+    size is a new statement, each up to hundreds of KB) and gives its page cache back
+    when it returns to the pool: pooled connections then hold memory only while used.
 
     SQLite gets WAL mode, ``synchronous=NORMAL`` and a busy timeout; PostgreSQL a
     connect timeout, so an unreachable server fails in seconds, not minutes.
@@ -74,7 +85,8 @@ def make_engine(
                     f"cannot open SQLite database {database!r}: "
                     f"folder {str(parent)!r} does not exist"
                 )
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        args = {"timeout": 30} | ({"cached_statements": LEAN_STATEMENTS} if sqlite_lean else {})
+        kwargs.setdefault("connect_args", args)
     else:
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
         kwargs.setdefault("pool_pre_ping", True)
@@ -84,6 +96,7 @@ def make_engine(
         raise ConfigError(f"database URL {mask(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", partial(_sqlite_pragmas, cache_kib=sqlite_cache_kib))
+        event.listen(engine, "checkin", partial(_sqlite_checkin, shrink=sqlite_lean))
     if check:
         check_connection(engine)
     return engine
@@ -96,6 +109,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, cache_kib: int) -> N
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # bulk ingest touches many pages
     cursor.close()
+
+
+def _sqlite_checkin(dbapi_connection: Any, _record: Any, *, shrink: bool) -> None:
+    """Unmap the database file (and with ``shrink``, free the page cache) on the way back
+    to the pool.
+
+    A bulk read may turn on ``mmap_size`` to read pages without copying; left on, the
+    pooled connection keeps the file mapped, and every pooled connection that ran one
+    adds the whole database to the resident size of a long-running service.
+    """
+    if dbapi_connection is not None:
+        dbapi_connection.execute("PRAGMA mmap_size=0")
+        if shrink:
+            dbapi_connection.execute("PRAGMA shrink_memory")
 
 
 def check_connection(engine: Engine) -> None:
