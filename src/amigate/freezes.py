@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from amigate.domain import Meter, RegisterRead, Source
-from amigate.errors import AmigateError
+from amigate.errors import AmigateError, DeviceRejected
 from amigate.meter_models import MeterModel, PointKind, PointSpec
 from amigate.readers import MemoryReader, MeterReader
 
@@ -26,6 +26,8 @@ __all__ = ["FreezeReads"]
 
 _LOG = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+#: Failed reads of one day's freeze before it is left until the meter's next day.
+_ATTEMPTS = 3
 
 
 class FreezeReads:
@@ -37,6 +39,7 @@ class FreezeReads:
         self.points: dict[int, tuple[PointSpec, ...]] = {}
         self.meters: dict[int, Meter] = {}
         self.done: dict[int, date] = {}
+        self.failures: dict[int, tuple[date, int]] = {}
         for meter in meters:
             model = models[meter.model]
             points = tuple(p for p in model.points if p.kind is PointKind.DAILY_FREEZE)
@@ -57,20 +60,21 @@ class FreezeReads:
     ) -> list[RegisterRead]:
         """Read the meter's latest freeze; return its register reads (none on failure).
 
-        A failure is logged and retried at the next idle time of the bus.
+        A failed read is retried at the next idle times of the bus, up to
+        ``_ATTEMPTS`` a day, and logged once: a meter that refuses the request (it
+        keeps no such freeze) or keeps failing is left until its next day.
         """
         assert meter.id is not None
         if not isinstance(reader, MemoryReader):
             return []
         tz = ZoneInfo(meter.timezone)
         now = clock()
+        today = now.astimezone(tz).date()
         try:
             record = await reader.read_freeze(self.points[meter.id], 1)
         except AmigateError as exc:
-            _LOG.warning("bus %s: meter %s: daily freeze not read: %s", self.bus, meter.address,
-                         exc)  # fmt: skip
+            self._failed(meter, today, exc)
             return []
-        today = now.astimezone(tz).date()
         if record.stamp.date() != today:
             # The meter has not frozen today yet (its clock is behind): try again later.
             _LOG.info("bus %s: meter %s: latest freeze is of %s, not %s yet", self.bus,
@@ -87,3 +91,16 @@ class FreezeReads:
                          collected_at=now, source=Source.DAILY_FREEZE, clock_offset_s=offset_s)
             for channel, value in sorted(record.values.items())
         ]
+
+    def _failed(self, meter: Meter, today: date, exc: AmigateError) -> None:
+        assert meter.id is not None
+        day, count = self.failures.get(meter.id, (today, 0))
+        count = count + 1 if day == today else 1
+        self.failures[meter.id] = (today, count)
+        if isinstance(exc, DeviceRejected) or count >= _ATTEMPTS:
+            self.done[meter.id] = today
+            _LOG.warning("bus %s: meter %s: daily freeze not read (%s); next try on its next "
+                         "day", self.bus, meter.address, exc)  # fmt: skip
+        elif count == 1:
+            _LOG.warning("bus %s: meter %s: daily freeze not read (%s); trying again",
+                         self.bus, meter.address, exc)  # fmt: skip
