@@ -307,6 +307,26 @@ class Service:
         per_meter = _VEE_CHANNELS * hours * 60 // max(1, minutes)
         return max(10, min(400, _VEE_CELLS // max(1, per_meter)))
 
+    async def _every(
+        self, what: str, first_s: float, every_s: float, job: Callable[[], Awaitable[None]],
+        failed: Callable[[], None],
+    ) -> None:  # fmt: skip
+        """Run ``job`` ``first_s`` after the start and then every ``every_s`` (service clock)
+        until the stop. A failed run is logged, counted through ``failed`` and tried again
+        at the next turn."""
+        wait = first_s
+        while not self._stop.is_set():
+            await self.clock.sleep(wait)
+            wait = every_s
+            try:
+                await job()
+            except AmigateError as exc:
+                _LOG.warning("%s failed: %s; trying again in %d min", what, exc, every_s // 60)
+                failed()
+            except Exception:  # a bug: never end the service for it
+                _LOG.exception("%s failed", what)
+                failed()
+
     async def _totals_loop(self) -> None:
         """Billing upkeep, a minute after the start and then every ``day_totals_every_minutes``:
         add up closed days per tariff period (``amigate.storage.day_totals``) and prune
@@ -317,32 +337,23 @@ class Service:
         classifier = self.settings.tou.classifier(self.settings.timezone)
         interval_s = int(self.settings.interval.total_seconds())
         retention = timedelta(days=self.settings.feed_retention_days)
-        wait = 60.0
-        while not self._stop.is_set():
-            await self.clock.sleep(wait)
-            wait = self.settings.day_totals_every_minutes * 60
-            try:
-                rows = await asyncio.to_thread(
-                    build, self.store, classifier, interval_s=interval_s,
-                    days=self.settings.day_totals_days, now=self.clock.now(),
-                )  # fmt: skip
-                if retention:
-                    pruned = await asyncio.to_thread(
-                        prune_changes, self.store.engine, self.clock.now() - retention
-                    )
-                    if pruned:
-                        _LOG.info("change feed: pruned %d entr(ies) older than %d days",
-                                  pruned, retention.days)  # fmt: skip
-            except AmigateError as exc:
-                _LOG.warning("billing upkeep failed: %s; trying again in %d min", exc,
-                             self.settings.day_totals_every_minutes)  # fmt: skip
-                self.metrics.day_totals(ok=False)
-                continue
-            except Exception:  # a bug: never end the service for it
-                _LOG.exception("billing upkeep failed")
-                self.metrics.day_totals(ok=False)
-                continue
+
+        async def upkeep() -> None:
+            rows = await asyncio.to_thread(
+                build, self.store, classifier, interval_s=interval_s,
+                days=self.settings.day_totals_days, now=self.clock.now(),
+            )  # fmt: skip
+            if retention:
+                pruned = await asyncio.to_thread(
+                    prune_changes, self.store.engine, self.clock.now() - retention
+                )
+                if pruned:
+                    _LOG.info("change feed: pruned %d entr(ies) older than %d days",
+                              pruned, retention.days)  # fmt: skip
             self.metrics.day_totals(ok=True, rows=rows)
+
+        await self._every("billing upkeep", 60.0, self.settings.day_totals_every_minutes * 60,
+                          upkeep, lambda: self.metrics.day_totals(ok=False))  # fmt: skip
 
     async def _validate_loop(self) -> None:
         """Validate what arrived, every ``vee_every_minutes`` (rules, estimates, line loss).
@@ -362,24 +373,17 @@ class Service:
             history=INCREMENTAL_HISTORY, long_gaps=False, models=dict(self.models),
             chunk_meters=self._vee_chunk(),
         )  # fmt: skip
-        while not self._stop.is_set():
-            await self.clock.sleep(every)
+
+        async def run() -> None:
             since = self.clock.now() - window
-            try:
-                report = await asyncio.to_thread(partial(incremental, since=since))
-            except AmigateError as exc:
-                _LOG.warning("validation run failed: %s; trying again in %d min", exc,
-                             self.settings.vee_every_minutes)  # fmt: skip
-                self.metrics.validation(ok=False)
-                continue
-            except Exception:  # a bug: never end the service for it
-                _LOG.exception("validation run failed")
-                self.metrics.validation(ok=False)
-                continue
+            report = await asyncio.to_thread(partial(incremental, since=since))
             self.metrics.validation(ok=True, intervals=report.intervals)
             _LOG.debug("validation: %d meter(s), %d interval(s), anomalies %s, %d estimate(s)",
                        report.meters, report.intervals, report.anomalies,
                        report.versions)  # fmt: skip
+
+        await self._every("validation run", every, every, run,
+                          lambda: self.metrics.validation(ok=False))  # fmt: skip
 
     async def _register(self) -> None:
         """Register the fleet, waiting for the database when there is no saved meter list."""
