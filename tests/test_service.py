@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from amigate.storage import make_engine
+from amigate.config import load_settings
+from amigate.errors import StorageUnavailable
+from amigate.meter_models import MeterModel
+from amigate.service import Service, TimeBase
+from amigate.storage import Store, make_engine
 from amigate.storage.migrate import head_revision
 from tests.conftest import PG_URL
 from tests.helpers import free_port, run_amigate, serving
@@ -86,3 +93,31 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert '"database_url": "postgresql://meter:***@db/amigate"' in result.stdout
     assert '"api_port": 8100' in result.stdout
+
+
+async def test_a_failed_periodic_run_is_logged_counted_and_tried_again(
+    sqlite_store: Store, models: dict[str, MeterModel], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A periodic job (validation, billing upkeep) that fails, by a storage error or by a
+    bug, is logged, counted and run again at its next turn; the service goes on."""
+    service = Service(load_settings(None), sqlite_store, fleet=None, models=models,
+                      host="127.0.0.1", port=0, clock=TimeBase(3600.0))  # fmt: skip
+    runs: list[int] = []
+    failures: list[int] = []
+
+    async def job() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise StorageUnavailable("the database is away")
+        if len(runs) == 2:
+            raise RuntimeError("a bug")
+        service.stop()
+
+    with caplog.at_level(logging.WARNING, logger="amigate.service"):
+        await asyncio.wait_for(
+            service._every("billing upkeep", 60, 900, job, lambda: failures.append(1)), 10
+        )
+    assert (len(runs), len(failures)) == (3, 2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "billing upkeep failed: the database is away; trying again in 15 min" in messages
+    assert "billing upkeep failed" in messages
