@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, text
 
 from amigate.domain import Quality
 from amigate.storage.engine import translate_errors
 from amigate.storage.ingest import time_encoder
+from amigate.storage.types import from_stored
 
 MISSING = int(Quality.MISSING)
 #: The qualities counted as estimated or substituted, as an SQL list.
@@ -140,9 +141,7 @@ def period_groups(
     with translate_errors(engine), engine.connect() as conn:
         for row in conn.execute(query, params).all():
             m, p, e, n, miss, est, est_e, cov, peak = row[:9]
-            at = row[9] if peak is not None else None
-            if at is not None:
-                at = datetime.fromtimestamp(at, UTC) if sqlite else at.astimezone(UTC)
+            at = from_stored(row[9]) if peak is not None else None
             out.append(Group(int(m), int(p), int(e), int(n), int(miss), int(est), int(est_e),
                              int(cov), None if peak is None else int(peak), at))  # fmt: skip
     return out

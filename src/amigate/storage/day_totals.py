@@ -30,6 +30,7 @@ from sqlalchemy import Engine, bindparam, text
 from amigate.storage.billing_queries import ESTIMATED_SQL, MISSING, Group, epoch_sql, period_case
 from amigate.storage.engine import translate_errors
 from amigate.storage.ingest import time_encoder
+from amigate.storage.types import from_stored
 
 _LOG = logging.getLogger(__name__)
 _DAY = 86_400
@@ -207,7 +208,7 @@ def read_groups(
         by_period[int(p)] = by_period.get(int(p), 0) + int(n_days)
         when = None
         if peak is not None and sqlite:
-            when = datetime.fromtimestamp(at, UTC)
+            when = from_stored(at)
         elif peak is not None:  # PostgreSQL: peak and time in one number (see _read_sql)
             peak, rest = divmod(int(peak), _PEAK_SCALE)
             when = datetime.fromtimestamp(_PEAK_SCALE - 1 - rest, UTC)

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, text
 
 from amigate.errors import FeedCursorExpired
 from amigate.storage.engine import translate_errors
+from amigate.storage.types import from_stored
 
 
 @dataclass(frozen=True)
@@ -119,15 +120,6 @@ def record_sqlite(cursor: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> N
     cursor.executemany(_STALE, [(m, c, lo - 86_400, hi) for (m, c), (lo, hi, _n) in spans.items()])
 
 
-def _time(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return datetime.fromtimestamp(value, UTC)
-    assert isinstance(value, datetime)
-    return value.astimezone(UTC)
-
-
 def read_changes(
     engine: Engine, after: tuple[int, int] | None, limit: int
 ) -> list[Change]:  # fmt: skip
@@ -195,6 +187,6 @@ def prune_changes(engine: Engine, before: datetime) -> int:
 def _change(r: Any) -> Change:
     return Change(
         txid=int(r[0]), id=int(r[1]), kind=r[2], meter_id=r[3] or None, channel=r[4],
-        anomaly_id=r[5] or None, first_at=_time(r[6]), last_at=_time(r[7]), rows=int(r[8]),
-        status=r[9], recorded_at=_time(r[10]) or datetime.now(UTC),
+        anomaly_id=r[5] or None, first_at=from_stored(r[6]), last_at=from_stored(r[7]),
+        rows=int(r[8]), status=r[9], recorded_at=from_stored(r[10]) or datetime.now(UTC),
     )  # fmt: skip

@@ -43,12 +43,18 @@ class UtcTimestamp(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         """Convert the stored form to an aware UTC datetime."""
-        if value is None:
-            return None
-        if isinstance(value, int):
-            return datetime.fromtimestamp(value, UTC)
-        assert isinstance(value, datetime)
-        return value.astimezone(UTC)
+        return from_stored(value)
+
+
+def from_stored(value: object) -> datetime | None:
+    """A stored time as an aware UTC datetime: epoch seconds (SQLite) or a datetime
+    (PostgreSQL), as raw SQL returns them; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value, UTC)
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
 
 
 def to_epoch(value: datetime) -> int:
