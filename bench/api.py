@@ -25,12 +25,13 @@ at once.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import multiprocessing.queues
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -132,32 +133,44 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
 def measure(
     label: str, base: str, key: str, requests: int, call: Callable[[httpx.Client, int], None]
 ) -> list[float]:
-    """Run ``call`` ``requests`` times in each client thread; print p50/p99 in ms."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    errors: list[BaseException] = []
+    """Run ``call`` ``requests`` times in each of ``CLIENTS`` client processes; print p50/p99.
+
+    Each client is a process of its own, as separate billing systems are: client threads
+    would share one interpreter lock and measure the load generator instead of the server.
+    """
+    context = multiprocessing.get_context("fork")  # the calls are closures
+    results: multiprocessing.queues.Queue[tuple[list[float], str | None]] = context.Queue()
+    ready = context.Barrier(CLIENTS)
 
     def client(index: int) -> None:
-        mine = []
+        mine: list[float] = []
+        error = None
         try:
             with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120) as http:
                 call(http, index)  # warm the connection and the caches of this client
+                ready.wait()
                 for n in range(requests):
                     started = time.perf_counter()
                     call(http, index * requests + n)
                     mine.append(time.perf_counter() - started)
-        except BaseException as exc:  # reported after the threads end
-            errors.append(exc)
-        with lock:
-            latencies.extend(mine)
+        except BaseException as exc:  # reported by the parent
+            error = repr(exc)
+        results.put((mine, error))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    procs = [context.Process(target=client, args=(i,)) for i in range(CLIENTS)]
+    for p in procs:
+        p.start()
+    latencies: list[float] = []
+    errors = []
+    for _ in procs:
+        mine, error = results.get()
+        latencies.extend(mine)
+        if error is not None:
+            errors.append(error)
+    for p in procs:
+        p.join()
     if errors:
-        raise errors[0]
+        raise SystemExit(f"{label}: {errors[0]}")
     ms = sorted(x * 1000 for x in latencies)
     p50 = statistics.median(ms)
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]

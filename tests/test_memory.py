@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import platform
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from amigate.memory import bound_allocator, bound_sqlite, sqlite_memory, trim
-from amigate.storage import make_engine
+from amigate.storage import make_engine, upgrade
+from amigate.storage.vee_queries import load_window
 
 
 def test_glibc_takes_the_arena_cap_and_trims() -> None:
@@ -58,17 +60,15 @@ def test_a_negative_sqlite_heap_limit_is_refused() -> None:
         bound_sqlite(-1)
 
 
-def test_a_pooled_sqlite_connection_comes_back_without_its_file_mapped(tmp_path: Path) -> None:
+def test_a_window_read_gives_its_file_mapping_back(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'mapped.db'}")
     try:
-        raw = engine.raw_connection()
-        cursor = raw.cursor()
-        cursor.execute("PRAGMA mmap_size = 1073741824")  # as a bulk read turns it on
-        assert cursor.execute("PRAGMA mmap_size").fetchone()[0] == 1 << 30
-        raw.close()  # back to the pool
+        upgrade(engine)
+        start = datetime(2026, 5, 1, tzinfo=UTC)
+        load_window(engine, None, start, start + timedelta(days=1))  # maps the file to read
+        assert engine.pool.checkedin() == 1  # the one connection it used is back
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA mmap_size").scalar() == 0
-            assert engine.pool.checkedout() == 1 and engine.pool.size() >= 1
     finally:
         engine.dispose()
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from amigate.domain import AnomalyStatus, Quality, Source
 from amigate.errors import StorageError
-from amigate.storage.engine import translate_errors
+from amigate.storage.engine import connected, translate_errors
 from amigate.storage.feed_queries import record_sqlite
 from amigate.storage.ingest import utcnow
 from amigate.storage.models import AnomalyRow, IntervalRow, IntervalVersionRow, MeterRow
@@ -85,7 +85,7 @@ def open_anomalies(
         or_(t.end_at.is_(None), t.end_at > start),
     ).order_by(t.id)  # fmt: skip
     out: dict[int, list[int]] = {}
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         for meter_id, ident in conn.execute(query):
             if meter_id is not None:
                 out.setdefault(meter_id, []).append(ident)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Engine, TextClause, bindparam, case, func, select, text
 from sqlalchemy.orm import Session
 
 from amigate.domain import Quality
-from amigate.storage.engine import translate_errors
+from amigate.storage.engine import connected, translate_errors
 from amigate.storage.ingest import time_encoder
 from amigate.storage.models import (
     ChannelRow,
@@ -128,12 +129,23 @@ def meter(engine: Engine, meter_id: int) -> MeterRow | None:
         return row
 
 
-def existing_meters(engine: Engine, meter_ids: Sequence[int]) -> dict[int, MeterRow]:
-    """The meters among ``meter_ids`` that exist."""
-    with translate_errors(engine), Session(engine) as session:
-        rows = list(session.scalars(select(MeterRow).where(MeterRow.id.in_(list(meter_ids)))))
-        session.expunge_all()
-        return {r.id: r for r in rows}
+class MeterRatios(NamedTuple):
+    """A meter's id and its instrument-transformer ratios."""
+
+    id: int
+    ct_ratio: Decimal
+    pt_ratio: Decimal
+
+
+_RATIOS = select(MeterRow.id, MeterRow.ct_ratio, MeterRow.pt_ratio).where(
+    MeterRow.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def existing_meters(engine: Engine, meter_ids: Sequence[int]) -> dict[int, MeterRatios]:
+    """The meters among ``meter_ids`` that exist, with their ratios."""
+    with connected(engine) as conn:
+        return {r[0]: MeterRatios(*r) for r in conn.execute(_RATIOS, {"ids": list(meter_ids)})}
 
 
 def collection_health(
@@ -334,7 +346,7 @@ def reads_page(
     )
     if after is not None:
         query = query.where(t.read_at > after)
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         return [ReadRow(aware(r[0]), r[1], aware(r[2]), *r[3:]) for r in conn.execute(query)]
 
 
@@ -356,7 +368,7 @@ def batch_series(
     out: dict[int, list[SeriesRow]] = {m: [] for m in ids}
     later: dict[int, list[SeriesRow]] = {}
     params = {"ids": ids, "c": cid, "lo": encode(start), "hi": encode(end)}
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         for m, ts, d, val, q, s in conn.execute(q1, params).all():
             out[m].append(SeriesRow(decode(ts), 1, d, val, q, s))
         for r in conn.execute(q2.order_by(v.meter_id, v.ts, v.version)).all():
@@ -378,7 +390,8 @@ def _read_query(pick: str, window: str) -> TextClause:
         "SELECT r.meter_id, r.read_at, r.value, r.collected_at, r.source, r.clock_offset_ms "
         f"FROM register_reads r JOIN (SELECT meter_id, {pick}(read_at) AS at FROM register_reads "
         f"WHERE meter_id IN :ids AND channel_id = :c AND {window} GROUP BY meter_id) f "
-        "ON r.meter_id = f.meter_id AND r.read_at = f.at WHERE r.channel_id = :c"
+        "ON r.meter_id = f.meter_id AND r.read_at = f.at WHERE r.channel_id = :c "
+        f"AND {window.replace('read_at', 'r.read_at')}"  # lets TimescaleDB skip other chunks
     ).bindparams(bindparam("ids", expanding=True))
 
 
@@ -392,7 +405,7 @@ def _boundary_reads(
 ) -> dict[int, ReadRow]:  # fmt: skip
     encode, decode = time_encoder(engine), time_decoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(low), "hi": encode(high)}
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         return {
             m: ReadRow(decode(at), value, decode(collected), source, offset)
             for m, at, value, collected, source, offset in conn.execute(query, params)

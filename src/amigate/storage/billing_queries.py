@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine, bindparam, text
 
 from amigate.domain import Quality
-from amigate.storage.engine import translate_errors
+from amigate.storage.engine import connected
 from amigate.storage.ingest import time_encoder
 from amigate.storage.types import from_stored
 
@@ -69,7 +69,7 @@ def versioned_meters(
         "AND channel_id = :c AND ts >= :lo AND ts < :hi"
     ).bindparams(bindparam("ids", expanding=True))
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         return {int(r[0]) for r in conn.execute(query, params).all()}
 
 
@@ -138,7 +138,7 @@ def period_groups(
     encode = time_encoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
     out = []
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         for row in conn.execute(query, params).all():
             m, p, e, n, miss, est, est_e, cov, peak = row[:9]
             at = from_stored(row[9]) if peak is not None else None

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, bindparam, text
 
 from amigate.storage.billing_queries import ESTIMATED_SQL, MISSING, Group, epoch_sql, period_case
-from amigate.storage.engine import translate_errors
+from amigate.storage.engine import connected, translate_errors
 from amigate.storage.ingest import time_encoder
 from amigate.storage.types import from_stored
 
@@ -196,8 +196,9 @@ def read_groups(
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key,
               "last": encode(datetime.fromtimestamp(hi - _DAY, UTC))}  # fmt: skip
     query = text(_read_sql(engine, offset_s, holidays, weekends, holiday_period))
-    with translate_errors(engine), engine.connect() as conn:
-        if engine.dialect.name == "postgresql":  # a batch groups ~120k rows: hash them in memory
+    with connected(engine) as conn:
+        if engine.dialect.name == "postgresql" and len(meter_ids) > 50:
+            # a batch groups ~120k rows: hash them in memory
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
         rows = conn.execute(query.bindparams(bindparam("ids", expanding=True)), params).all()
     sqlite = engine.dialect.name == "sqlite"

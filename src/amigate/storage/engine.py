@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
@@ -96,7 +97,8 @@ def make_engine(
         raise ConfigError(f"database URL {mask(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", partial(_sqlite_pragmas, cache_kib=sqlite_cache_kib))
-        event.listen(engine, "checkin", partial(_sqlite_checkin, shrink=sqlite_lean))
+        if sqlite_lean:
+            event.listen(engine, "checkin", _sqlite_checkin)
     if check:
         check_connection(engine)
     return engine
@@ -111,18 +113,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, cache_kib: int) -> N
     cursor.close()
 
 
-def _sqlite_checkin(dbapi_connection: Any, _record: Any, *, shrink: bool) -> None:
-    """Unmap the database file (and with ``shrink``, free the page cache) on the way back
-    to the pool.
-
-    A bulk read may turn on ``mmap_size`` to read pages without copying; left on, the
-    pooled connection keeps the file mapped, and every pooled connection that ran one
-    adds the whole database to the resident size of a long-running service.
-    """
+def _sqlite_checkin(dbapi_connection: Any, _record: Any) -> None:
+    """Free the page cache of a connection on its way back to the pool (``sqlite_lean``):
+    pooled connections then hold memory only while used."""
     if dbapi_connection is not None:
-        dbapi_connection.execute("PRAGMA mmap_size=0")
-        if shrink:
-            dbapi_connection.execute("PRAGMA shrink_memory")
+        dbapi_connection.execute("PRAGMA shrink_memory")
 
 
 def check_connection(engine: Engine) -> None:
@@ -143,13 +138,51 @@ def translate_errors(engine: Engine) -> Iterator[None]:
     exception classes are translated as well as SQLAlchemy's wrappers.
     """
     dbapi = engine.dialect.loaded_dbapi
-    where = mask(engine.url.render_as_string(hide_password=False))
     try:
         yield
     except (OperationalError, dbapi.OperationalError) as exc:
+        where = mask(engine.url.render_as_string(hide_password=False))
         raise StorageUnavailable(f"database {where} is unavailable: {_first_line(exc)}") from exc
     except (DBAPIError, dbapi.Error) as exc:
+        where = mask(engine.url.render_as_string(hide_password=False))
         raise StorageError(f"database {where} refused the operation: {_first_line(exc)}") from exc
+
+
+_SHARED: ContextVar[Connection | None] = ContextVar("amigate_shared_connection", default=None)
+
+
+@contextlib.contextmanager
+def one_connection(engine: Engine) -> Iterator[Connection]:
+    """Run the queries of a block on one connection (and one transaction) of ``engine``.
+
+    Query functions that open their connection with :func:`connected` use this one
+    instead of checking one out each: a determinant runs seven queries, and each
+    checkout costs a liveness ping on PostgreSQL. On SQLite the block also reads one
+    snapshot. Nested blocks reuse the outer connection.
+    """
+    outer = _SHARED.get()
+    if outer is not None and outer.engine is engine:
+        yield outer
+        return
+    with translate_errors(engine), engine.connect() as conn:
+        token = _SHARED.set(conn)
+        try:
+            yield conn
+        finally:
+            _SHARED.reset(token)
+
+
+@contextlib.contextmanager
+def connected(engine: Engine) -> Iterator[Connection]:
+    """A connection to ``engine`` for one query function, errors translated: the one of an
+    enclosing :func:`one_connection` block, else a connection of its own."""
+    shared = _SHARED.get()
+    if shared is not None and shared.engine is engine:
+        with translate_errors(engine):
+            yield shared
+        return
+    with translate_errors(engine), engine.connect() as conn:
+        yield conn
 
 
 def _first_line(exc: BaseException) -> str:

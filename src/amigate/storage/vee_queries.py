@@ -7,6 +7,7 @@ channel, one query per table, never as ORM objects per row.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -215,6 +216,9 @@ def load_window(
                 times, values = _columns(cols)
                 out.clock[m] = PointColumns(times, values)
         finally:
+            if sqlite_:  # a pooled connection left mapped keeps the whole file in RSS
+                with contextlib.suppress(Exception):
+                    cursor.execute("PRAGMA mmap_size = 0")
             cursor.close()
     return out
 

@@ -38,6 +38,7 @@ from amigate.billing.totals import fixed_offset, period_ranges
 from amigate.storage import api_queries, billing_queries, day_totals
 from amigate.storage.anomaly_queries import open_anomalies
 from amigate.storage.api_queries import ReadRow
+from amigate.storage.engine import one_connection
 from amigate.tou import TouClassifier
 
 router = APIRouter(tags=["billing"], dependencies=[Depends(require("billing"))])
@@ -56,8 +57,16 @@ def determinants(
     Raises:
         ApiProblem: ``not-found`` for an unknown meter when ``unknown_is_404``.
     """
+    check_range(start, end, request.app.state.settings.api_max_range_days)
+    with one_connection(request.app.state.engine):  # one checkout, and on SQLite one snapshot
+        return _determinants(request, meter_ids, channel, start, end, unknown_is_404)
+
+
+def _determinants(
+    request: Request, meter_ids: list[int], channel: str, start: datetime, end: datetime,
+    unknown_is_404: bool,
+) -> list[DeterminantOut]:  # fmt: skip
     settings = request.app.state.settings
-    check_range(start, end, settings.api_max_range_days)
     engine = request.app.state.engine
     classifier: TouClassifier = request.app.state.tou
     interval_s = int(settings.interval.total_seconds())
