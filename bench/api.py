@@ -2,7 +2,8 @@
 
 Loads 10,000 meters x 30 days of 15-minute intervals (28.8 M rows, plus one
 register read per meter and local day), starts ``amigate run`` on the database
-and measures, under 8 concurrent clients over loopback HTTP:
+and measures, under 8 concurrent clients over loopback HTTP (8 processes, each
+one keep-alive connection, sharing the machine's CPUs with the server):
 
 * one meter-month interval series (2,880 intervals);
 * one meter-month billing determinant;
@@ -13,6 +14,9 @@ Before serving, the day totals billing reads are built for the loaded month (wha
 printed, and the service's own builder is switched off while measuring.
 
 Targets: p99 <= 25 ms for the series and the determinant; <= 2 s for the batch.
+Each line also prints the CPU time per request of the server process and of the
+whole machine (server, database, clients), which bounds the latency: with 8
+clients on C CPUs, a request waits about 8 x machine CPU / C.
 
     python bench/api.py [--meters N] [--days N] [--requests N] [--batches N]
                         [--pg-url URL] [--sqlite-path PATH] [--skip-pg] [--skip-sqlite]
@@ -25,6 +29,8 @@ at once.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -36,6 +42,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -130,9 +137,51 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.2)
 
 
+class Http:
+    """A keep-alive HTTP/1.1 client on the standard library, as light as a load generator
+    should be: httpx spends about 3 ms of CPU per request here, which the server's two
+    CPUs would pay for; this client about 0.5 ms."""
+
+    def __init__(self, base: str, key: str) -> None:
+        """Connect to ``base`` (``http://host:port``), sending ``key`` with each request."""
+        netloc = urlsplit(base).netloc
+        host, port = netloc.rsplit(":", 1)
+        self._conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        self._headers = {"X-API-Key": key}
+
+    def get(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
+        """GET ``path`` with query ``params``: status and body."""
+        self._conn.request("GET", f"{path}?{urlencode(params)}", headers=self._headers)
+        response = self._conn.getresponse()
+        return response.status, response.read()
+
+    def post(self, path: str, document: object) -> tuple[int, bytes]:
+        """POST ``document`` as JSON to ``path``: status and body."""
+        headers = {**self._headers, "Content-Type": "application/json"}
+        self._conn.request("POST", path, body=json.dumps(document), headers=headers)
+        response = self._conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of process ``pid`` and its children that ended, or of
+    the whole machine when None (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pid is None:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in stat[11:15]) / tick
+
+
 def measure(
-    label: str, base: str, key: str, requests: int, call: Callable[[httpx.Client, int], None]
-) -> list[float]:
+    label: str, base: str, key: str, requests: int, call: Callable[[Http, int], None],
+    server: int,
+) -> list[float]:  # fmt: skip
     """Run ``call`` ``requests`` times in each of ``CLIENTS`` client processes; print p50/p99.
 
     Each client is a process of its own, as separate billing systems are: client threads
@@ -146,13 +195,14 @@ def measure(
         mine: list[float] = []
         error = None
         try:
-            with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120) as http:
-                call(http, index)  # warm the connection and the caches of this client
-                ready.wait()
-                for n in range(requests):
-                    started = time.perf_counter()
-                    call(http, index * requests + n)
-                    mine.append(time.perf_counter() - started)
+            http = Http(base, key)
+            call(http, index)  # warm the connection and the caches of this client
+            ready.wait()
+            for n in range(requests):
+                started = time.perf_counter()
+                call(http, index * requests + n)
+                mine.append(time.perf_counter() - started)
+            http.close()
         except BaseException as exc:  # reported by the parent
             error = repr(exc)
         results.put((mine, error))
@@ -160,6 +210,7 @@ def measure(
     procs = [context.Process(target=client, args=(i,)) for i in range(CLIENTS)]
     for p in procs:
         p.start()
+    served, machine = _cpu_seconds(server), _cpu_seconds()
     latencies: list[float] = []
     errors = []
     for _ in procs:
@@ -167,6 +218,7 @@ def measure(
         latencies.extend(mine)
         if error is not None:
             errors.append(error)
+    served, machine = _cpu_seconds(server) - served, _cpu_seconds() - machine
     for p in procs:
         p.join()
     if errors:
@@ -174,7 +226,9 @@ def measure(
     ms = sorted(x * 1000 for x in latencies)
     p50 = statistics.median(ms)
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    print(f"  {label:<40} n={len(ms):>4}  p50 {p50:8.1f} ms  p99 {p99:8.1f} ms")
+    print(f"  {label:<36} n={len(ms):>4}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms   CPU per "
+          f"request: server {served / len(ms) * 1e3:6.2f} ms, machine "
+          f"{machine / len(ms) * 1e3:6.2f} ms")  # fmt: skip
     return ms
 
 
@@ -197,26 +251,27 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
     period = {"start": START.isoformat(), "end": (START + timedelta(days=days)).isoformat()}
     batch_size = min(1000, meters)
 
-    def series(http: httpx.Client, n: int) -> None:
-        r = http.get(f"/v1/meters/{n * 7919 % meters + 1}/intervals", params=period)
+    def series(http: Http, n: int) -> None:
+        status, body = http.get(f"/v1/meters/{n * 7919 % meters + 1}/intervals", period)
         # Count without parsing: the clients share the 2 CPUs with the server.
-        assert r.status_code == 200 and r.content.count(b'"quality"') == days * 96, r.text[:200]
+        assert status == 200 and body.count(b'"quality"') == days * 96, body[:200]
 
-    def determinant(http: httpx.Client, n: int) -> None:
-        r = http.get(f"/v1/meters/{n * 7919 % meters + 1}/determinants", params=period)
-        assert r.status_code == 200 and r.json()["billable"], r.text[:300]
+    def determinant(http: Http, n: int) -> None:
+        status, body = http.get(f"/v1/meters/{n * 7919 % meters + 1}/determinants", period)
+        assert status == 200 and json.loads(body)["billable"], body[:300]
 
-    def batch(http: httpx.Client, n: int) -> None:
+    def batch(http: Http, n: int) -> None:
         first = n * batch_size % meters
         ids = [(first + i) % meters + 1 for i in range(batch_size)]
-        r = http.post("/v1/determinants", json={"meter_ids": ids, **period})
-        assert r.status_code == 200 and all(d["billable"] for d in r.json()["items"]), r.text[:300]
+        status, body = http.post("/v1/determinants", {"meter_ids": ids, **period})
+        assert status == 200 and all(d["billable"] for d in json.loads(body)["items"]), body[:300]
 
     try:
-        measure(f"meter-month series ({days * 96} intervals)", base, key, requests, series)
-        measure("meter-month determinant", base, key, requests, determinant)
+        measure(f"meter-month series ({days * 96} intervals)", base, key, requests, series,
+                proc.pid)  # fmt: skip
+        measure("meter-month determinant", base, key, requests, determinant, proc.pid)
         if batches:
-            measure(f"batch of {batch_size} determinants", base, key, batches, batch)
+            measure(f"batch of {batch_size} determinants", base, key, batches, batch, proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)

@@ -199,6 +199,10 @@ class Settings(BaseSettings):
     api_rate_burst: int = Field(
         default=100, ge=1, description="requests an API key may make at once above the rate"
     )
+    api_connections: int = Field(
+        default=8, ge=1, le=100,
+        description="database connections the API keeps open, apart from collection's",
+    )
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="largest request body the API accepts (bytes)"
     )

@@ -43,6 +43,7 @@ from amigate.metrics import DayCompleteness, Metrics
 from amigate.poller import BusWorker, Dlt645Reader, MeterReader, ModbusReader
 from amigate.spool import Spool
 from amigate.storage import Store
+from amigate.storage.engine import reader_engine
 from amigate.transports import open_transport
 from amigate.transports.url import SerialParams, parse_url
 
@@ -238,8 +239,9 @@ class Service:
             loop.add_signal_handler(sig, self.stop)
         sqlite_limit = bound_sqlite(self.settings.sqlite_heap_mb << 20)
         loop.set_default_executor(ThreadPoolExecutor(_WORKER_THREADS, thread_name_prefix="amigate"))
-        app = create_app(self.settings, self.store.engine, metrics=self.metrics,
-                         readiness=self.readiness)  # fmt: skip
+        readers = reader_engine(self.store.engine, connections=self.settings.api_connections,
+                                sqlite_cache_kib=self.settings.sqlite_cache_mb << 10)  # fmt: skip
+        app = create_app(self.settings, readers, metrics=self.metrics, readiness=self.readiness)
         config = uvicorn.Config(
             app, host=self.host, port=self.port, log_level=self.settings.log_level.lower(),
             access_log=self.settings.log_level == "DEBUG", lifespan="off",
@@ -277,6 +279,8 @@ class Service:
                 await api
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if readers is not self.store.engine:
+                readers.dispose()
             bound_sqlite(sqlite_limit)
         _LOG.info("stopped")
 

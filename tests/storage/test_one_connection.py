@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from amigate.errors import StorageError
-from amigate.storage.engine import connected, one_connection
+from amigate.storage.engine import connected, make_engine, one_connection, reader_engine
 from tests.api.conftest import JAN1, Api, add_meter, add_series, make_api
 
 
@@ -40,9 +40,12 @@ def test_query_functions_share_the_block_connection(engine: Engine, checkouts: l
 
 
 def test_an_error_on_the_shared_connection_is_translated(engine: Engine) -> None:
-    with pytest.raises(StorageError, match="no_such_table"), one_connection(engine):
-        with connected(engine) as conn:
-            conn.execute(text("SELECT * FROM no_such_table"))
+    with (
+        pytest.raises(StorageError, match="no_such_table"),
+        one_connection(engine),
+        connected(engine) as conn,
+    ):
+        conn.execute(text("SELECT * FROM no_such_table"))
 
 
 def test_a_determinant_batch_checks_out_one_connection_for_its_queries(
@@ -60,3 +63,21 @@ def test_a_determinant_batch_checks_out_one_connection_for_its_queries(
         assert r.status_code == 200, r.text
         assert [d["consumption"] for d in r.json()["items"]] == ["4.000000"] * 3
         assert len(checkouts) == 2  # the key's lookup, then every query of the batch
+
+
+def test_the_api_reads_through_a_pool_of_its_own(engine: Engine) -> None:
+    readers = reader_engine(engine, connections=3, sqlite_cache_kib=1024)
+    try:
+        assert readers is not engine
+        assert readers.pool.size() == 3  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO channels (code) VALUES ('9.9.9')"))
+        with readers.connect() as conn:  # the same database
+            assert conn.execute(text("SELECT id FROM channels WHERE code = '9.9.9'")).scalar()
+    finally:
+        readers.dispose()
+
+
+def test_an_in_memory_database_has_no_second_engine() -> None:
+    memory = make_engine("sqlite://")
+    assert reader_engine(memory, connections=3, sqlite_cache_kib=1024) is memory

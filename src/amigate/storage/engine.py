@@ -104,6 +104,21 @@ def make_engine(
     return engine
 
 
+def reader_engine(engine: Engine, *, connections: int, sqlite_cache_kib: int) -> Engine:
+    """A second engine on ``engine``'s database, with a pool of ``connections`` of its own
+    (the API's): readers neither wait behind collection for a connection nor lose their
+    page cache to its lean checkins, and a burst of requests reuses its connections
+    instead of opening new ones. An in-memory SQLite database has no second engine:
+    ``engine`` itself is returned.
+    """
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return engine
+    return make_engine(
+        engine.url.render_as_string(hide_password=False), check=False,
+        sqlite_cache_kib=sqlite_cache_kib, pool_size=connections, max_overflow=connections,
+    )  # fmt: skip
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, cache_kib: int) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
