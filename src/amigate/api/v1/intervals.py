@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from amigate.api.v1 import fastjson
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
-from amigate.api.v1.meters import channel_of, get_meter
+from amigate.api.v1.meters import channel_of, require_meter
 from amigate.api.v1.pagination import (
     Cursor,
     Page,
@@ -77,7 +77,7 @@ def interval_out(row: SeriesRow) -> IntervalOut:
 def _series_args(
     request: Request, meter_id: int, channel: str, start: datetime, end: datetime
 ) -> int | None:
-    get_meter(request, meter_id)
+    require_meter(request, meter_id)
     check_range(start, end, request.app.state.settings.api_max_range_days)
     return channel_of(request, channel)
 
@@ -251,7 +251,7 @@ def edit(
     """Store an operator's value for one interval as its next version (quality substituted,
     source manual, or missing when the value is null), keeping every earlier version. The
     reason is stored as the version's comment and the key's name as its author."""
-    get_meter(request, meter_id)
+    require_meter(request, meter_id)
     check_range(body.start, body.start + timedelta(seconds=1), 1)
     engine = request.app.state.engine
     cid = channel_of(request, body.channel)

@@ -54,6 +54,16 @@ def get_meter(request: Request, meter_id: int) -> MeterRow:
     return row
 
 
+def require_meter(request: Request, meter_id: int) -> None:
+    """A 404 problem unless the meter is stored (a lighter check than :func:`get_meter`).
+
+    Raises:
+        ApiProblem: ``not-found``.
+    """
+    if not api_queries.existing_meters(request.app.state.engine, [meter_id]):
+        raise ApiProblem("not-found", f"no meter {meter_id}")
+
+
 @router.get(
     "/meters", response_model=Page[MeterOut], summary="List meters",
     responses=problem_responses(400),

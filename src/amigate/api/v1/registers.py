@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
-from amigate.api.v1.meters import channel_of, get_meter
+from amigate.api.v1.meters import channel_of, require_meter
 from amigate.api.v1.pagination import (
     Cursor,
     Limit,
@@ -49,7 +49,7 @@ def register_reads(
     cursor: Cursor = None,
 ) -> Page[RegisterReadOut]:
     """Cumulative register values as the meter reported them (secondary), by read time."""
-    get_meter(request, meter_id)
+    require_meter(request, meter_id)
     check_range(start, end, request.app.state.settings.api_max_range_days)
     key = decode_cursor("registers", cursor)
     after = None if key is None else cursor_time(key[0] if key else None)
@@ -78,7 +78,7 @@ def register_read_at(
 ) -> RegisterReadOut:
     """The latest read taken at or before ``at`` (a billing start or end read); 404 when the
     meter has none that early."""
-    get_meter(request, meter_id)
+    require_meter(request, meter_id)
     check_range(at, at + timedelta(seconds=1), 1)
     engine = request.app.state.engine
     cid = channel_of(request, channel)
