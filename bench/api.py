@@ -61,6 +61,7 @@ ZONE = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 4, 1, tzinfo=ZONE)
 STEP = timedelta(minutes=15)
 CLIENTS = 8
+PROCESSES = 1
 
 
 def _value(meter: int, slot: int) -> int:
@@ -120,15 +121,17 @@ def _fresh_pg(url: str) -> Engine:
 
 
 def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    """Start ``amigate run`` (API only) on the database and wait until it answers."""
+    """Start ``amigate run`` (API only) on the database and wait until it is ready (every
+    API process listening)."""
     env = {**os.environ, "AMIGATE_DATABASE_URL": url, "AMIGATE_API_PORT": str(port),
            "AMIGATE_API_RATE_LIMIT": "1000000", "AMIGATE_API_RATE_BURST": "1000000",
-           "AMIGATE_LOG_LEVEL": "WARNING", "AMIGATE_DAY_TOTALS_EVERY_MINUTES": "0"}  # fmt: skip
+           "AMIGATE_LOG_LEVEL": "WARNING", "AMIGATE_DAY_TOTALS_EVERY_MINUTES": "0",
+           "AMIGATE_API_PROCESSES": str(PROCESSES)}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "amigate.cli", "run"], env=env)
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return proc
         except httpx.TransportError:
             pass
@@ -168,14 +171,21 @@ class Http:
 
 
 def _cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) of process ``pid`` and its children that ended, or of
-    the whole machine when None (Linux ``/proc``)."""
+    """CPU time (user + system) of process ``pid`` and its child processes (the service's
+    API processes), or of the whole machine when None (Linux ``/proc``)."""
     tick = os.sysconf("SC_CLK_TCK")
     if pid is None:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in stat[11:15]) / tick
+    total = 0
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if stat_file.parent.name == str(pid) or stat[1] == str(pid):  # itself, or a child
+            total += sum(int(x) for x in stat[11:13])
+    return total / tick
 
 
 def measure(
@@ -293,8 +303,10 @@ def main() -> None:
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--clients", type=int, default=CLIENTS, help="concurrent clients")
+    parser.add_argument("--processes", type=int, default=PROCESSES,
+                        help="API processes of the service (setting api_processes)")  # fmt: skip
     args = parser.parse_args()
-    globals()["CLIENTS"] = args.clients
+    globals()["CLIENTS"], globals()["PROCESSES"] = args.clients, args.processes
     print(f"{platform.node()}: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
           f"{args.meters:,} meters x {args.days} days = {args.meters * args.days * 96:,} "
           f"intervals; {args.clients} concurrent clients")  # fmt: skip

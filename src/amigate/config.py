@@ -199,6 +199,11 @@ class Settings(BaseSettings):
     api_rate_burst: int = Field(
         default=100, ge=1, description="requests an API key may make at once above the rate"
     )
+    api_processes: int = Field(
+        default=1, ge=1, le=64,
+        description="processes serving the API on its port: 1 is the service's own; more "
+        "add API processes beside it, so billing reads use more CPUs",
+    )
     api_connections: int = Field(
         default=8, ge=1, le=100,
         description="database connections the API keeps open, apart from collection's",

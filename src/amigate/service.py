@@ -3,9 +3,10 @@
 :class:`Service` registers the fleet's meters in the database (new ones are added,
 known ones keep their ids), opens every bus and reads all of them concurrently,
 while uvicorn serves the API (``/healthz``, ``/readyz``, ``/metrics``) in the same
-event loop. SIGINT or SIGTERM stops it gracefully: each worker ends after the
-meter it is reading (and stores that cycle), the API stops, drivers close; the
-caller disposes of the engine.
+event loop; with ``api_processes`` above 1, API processes beside it serve the same
+port too (``amigate.api.processes``). SIGINT or SIGTERM stops it gracefully: each
+worker ends after the meter it is reading (and stores that cycle), the API and its
+processes stop, drivers close; the caller disposes of the engine.
 
 Meters added with ``amigate meters add`` on a bus of the fleet are read as well;
 retired meters are not.
@@ -19,22 +20,21 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-import uvicorn
-
 from amigate.api import create_app
+from amigate.api.processes import ApiProcesses, UvicornServer, bind, uvicorn_config
 from amigate.clocks import ClockPolicy
 from amigate.codecs import Dlt645Version
 from amigate.config import Settings
 from amigate.domain import Meter, MeterStatus, Protocol
 from amigate.drivers.dlt645 import Dlt645Client
 from amigate.drivers.modbus import ModbusBus, ModbusMeter
-from amigate.errors import AmigateError, PortUnavailable, StorageUnavailable
+from amigate.errors import AmigateError, StorageUnavailable
 from amigate.fleet import BusConfig, Fleet
 from amigate.memory import bound_sqlite, trim
 from amigate.meter_cache import load_meters, save_meters
@@ -97,14 +97,6 @@ class TimeBase:
         await asyncio.sleep(max(0.0, seconds) / self.scale)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the service owns SIGINT and SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 @dataclass
 class _Bus:
     config: BusConfig
@@ -147,6 +139,7 @@ class Service:
         self._validation: asyncio.Task[None] | None = None
         self._totals: asyncio.Task[None] | None = None
         self._trimmer: asyncio.Task[None] | None = None
+        self._api_processes: ApiProcesses | None = None
 
     # --- meters -------------------------------------------------------------------------
 
@@ -197,7 +190,8 @@ class Service:
         """Ready once every bus worker has been started."""
         if not self.workers_started:
             return False, "bus workers not started yet"
-        return True, ""
+        missing = None if self._api_processes is None else self._api_processes.missing()
+        return (False, missing) if missing else (True, "")
 
     def completeness(self) -> list[DayCompleteness]:
         """Meters with a complete day, yesterday and so far today (site timezone)."""
@@ -234,6 +228,7 @@ class Service:
         Raises:
             PortUnavailable: the API port cannot be bound.
         """
+        sock = bind(self.host, self.port, shared=self.settings.api_processes > 1)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
@@ -242,12 +237,14 @@ class Service:
         readers = reader_engine(self.store.engine, connections=self.settings.api_connections,
                                 sqlite_cache_kib=self.settings.sqlite_cache_mb << 10)  # fmt: skip
         app = create_app(self.settings, readers, metrics=self.metrics, readiness=self.readiness)
-        config = uvicorn.Config(
-            app, host=self.host, port=self.port, log_level=self.settings.log_level.lower(),
-            access_log=self.settings.log_level == "DEBUG", lifespan="off",
+        server = UvicornServer(uvicorn_config(app, self.settings))
+        api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
+        helpers = ApiProcesses(
+            self.settings, readers.url.render_as_string(hide_password=False),
+            (self.host, self.port), render=self.metrics.render, readiness=self.readiness,
         )  # fmt: skip
-        server = _Server(config)
-        api = asyncio.create_task(self._serve(server), name="api")
+        helpers.start()
+        self._api_processes = helpers
         try:
             await self._register()
             for bus in self.buses:
@@ -277,6 +274,8 @@ class Service:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await api
+            await asyncio.to_thread(helpers.stop)
+            sock.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             if readers is not self.store.engine:
@@ -403,14 +402,6 @@ class Service:
                     warned = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), _REOPEN_S)
-
-    async def _serve(self, server: _Server) -> None:
-        try:
-            await server.serve()
-        except SystemExit:  # uvicorn's answer to a port it cannot bind
-            raise PortUnavailable(
-                f"the API cannot listen on {self.host}:{self.port} (in use?)"
-            ) from None
 
     async def _stop_buses(self) -> None:
         for bus in self.buses:

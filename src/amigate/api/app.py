@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from amigate import __version__
+from amigate.api.processes import ServiceUnreachable
 from amigate.api.v1 import install as install_v1
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import problem_responses
@@ -27,11 +28,19 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 Readiness = Callable[[], tuple[bool, str]]
 
 
+class MetricsSource(Protocol):
+    """What ``/metrics`` serves: the service's :class:`Metrics`, or in an API process its
+    link to the service."""
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus text format."""
+
+
 def create_app(
     settings: Settings,
     engine: Engine,
     *,
-    metrics: Metrics | None = None,
+    metrics: MetricsSource | None = None,
     readiness: Readiness | None = None,
 ) -> FastAPI:
     """Build the API over an engine whose schema is migrated.
@@ -40,6 +49,7 @@ def create_app(
         settings: the effective settings.
         engine: the database engine (owned by the caller).
         metrics: the service's metrics, served on ``/metrics`` (default: an empty set).
+            In an API process, its link to the service.
         readiness: tells whether the service's own parts (bus workers) are up;
             ``/readyz`` also requires the database and a current schema.
     """
@@ -50,7 +60,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.metrics = metrics = metrics or Metrics()
+    app.state.metrics = source = metrics or Metrics()
     install_v1(app, settings, engine)
 
     def database() -> tuple[dict[str, Any], str | None]:
@@ -91,6 +101,7 @@ def create_app(
     metrics_doc: dict[int | str, dict[str, Any]] = {
         200: {"description": "Prometheus text exposition format",
               "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+        **_UNAVAILABLE,
     }  # fmt: skip
     if guard:
         metrics_doc |= problem_responses()
@@ -98,7 +109,11 @@ def create_app(
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", dependencies=guard,
              response_class=Response, responses=metrics_doc)  # fmt: skip
     def prometheus() -> Response:
-        """Collection metrics in Prometheus text format (an admin key unless metrics_public)."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        """Collection metrics in Prometheus text format (an admin key unless metrics_public);
+        503 when an API process cannot reach the service."""
+        try:
+            return Response(source.render(), media_type=CONTENT_TYPE)
+        except ServiceUnreachable as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, 503)
 
     return app

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from amigate.domain import AnomalyStatus, Quality, Source
@@ -75,18 +75,22 @@ def anomaly(engine: Engine, anomaly_id: int) -> AnomalyRow | None:
         return row
 
 
+_A = AnomalyRow
+_OPEN_OVERLAPPING = select(_A.meter_id, _A.id).where(  # built once: a determinant runs it
+    _A.meter_id.in_(bindparam("ids", expanding=True)), _A.status.in_(_UNRESOLVED),
+    _A.start_at < bindparam("end", type_=_A.start_at.type),
+    or_(_A.end_at.is_(None), _A.end_at > bindparam("start", type_=_A.end_at.type)),
+).order_by(_A.id)  # fmt: skip
+
+
 def open_anomalies(
     engine: Engine, meter_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, list[int]]:
     """Per meter, ids of unresolved anomalies overlapping ``[start, end)``."""
-    t = AnomalyRow
-    query = select(t.meter_id, t.id).where(
-        t.meter_id.in_(list(meter_ids)), t.status.in_(_UNRESOLVED), t.start_at < end,
-        or_(t.end_at.is_(None), t.end_at > start),
-    ).order_by(t.id)  # fmt: skip
     out: dict[int, list[int]] = {}
+    params = {"ids": list(meter_ids), "start": start, "end": end}
     with connected(engine) as conn:
-        for meter_id, ident in conn.execute(query):
+        for meter_id, ident in conn.execute(_OPEN_OVERLAPPING, params):
             if meter_id is not None:
                 out.setdefault(meter_id, []).append(ident)
     return out

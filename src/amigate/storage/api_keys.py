@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from amigate.errors import ConfigError, StorageError
@@ -62,6 +62,12 @@ def _key(row: ApiKeyRow) -> ApiKey:
         scopes=tuple(s for s in row.scopes.split(",") if s), created_at=row.created_at,
         revoked_at=row.revoked_at,
     )  # fmt: skip
+
+
+_BY_PREFIX = select(  # built once: every request runs it
+    ApiKeyRow.id, ApiKeyRow.name, ApiKeyRow.prefix, ApiKeyRow.key_hash, ApiKeyRow.scopes,
+    ApiKeyRow.created_at, ApiKeyRow.revoked_at,
+).where(ApiKeyRow.prefix == bindparam("prefix"))
 
 
 class ApiKeys:
@@ -121,12 +127,7 @@ class ApiKeys:
         if prefix is None:
             return None
         with translate_errors(self.engine), self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    ApiKeyRow.id, ApiKeyRow.name, ApiKeyRow.prefix, ApiKeyRow.key_hash,
-                    ApiKeyRow.scopes, ApiKeyRow.created_at, ApiKeyRow.revoked_at,
-                ).where(ApiKeyRow.prefix == prefix)
-            ).first()  # fmt: skip
+            row = conn.execute(_BY_PREFIX, {"prefix": prefix}).first()
         if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
             return None
         if row.revoked_at is not None:

@@ -24,10 +24,19 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+_HEADS: dict[str | None, str] = {}
+
+
 def head_revision(engine: Engine) -> str:
-    """The newest revision this version of amigate knows."""
-    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-    assert head is not None
+    """The newest revision this version of amigate knows (read from the migration scripts
+    once per process: health probes ask for it on every call)."""
+    config = alembic_config(engine)
+    location = config.get_main_option("script_location")
+    head = _HEADS.get(location)
+    if head is None:
+        found = ScriptDirectory.from_config(config).get_current_head()
+        assert found is not None
+        head = _HEADS[location] = found
     return head
 
 

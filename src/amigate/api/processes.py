@@ -1,0 +1,276 @@
+"""Serving the API from the service: on its port, from one process or several.
+
+The service binds the API's port itself and serves it with uvicorn. With
+``api_processes`` above 1 it also starts that many minus one *API processes*:
+each accepts connections on the same listening socket and answers with an app of
+its own, over database connections of its own, so billing reads use more than
+one CPU (one Python process uses one). They are spawned, not forked: the service
+runs threads.
+
+``/metrics`` and ``/readyz`` in an API process ask the service over a pipe, since
+the collection metrics and the bus workers live there. An API process that dies
+is started again; one whose service is gone stops within a second; on stop the
+service asks each to finish its requests (SIGTERM) and waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from amigate.config import Settings
+from amigate.errors import AmigateError, ConfigError, PortUnavailable
+
+_LOG = logging.getLogger("amigate.api")
+_ASK_TIMEOUT_S = 5.0
+_STOP_WAIT_S = 15.0
+
+#: ``(ready, what is missing)`` of the service.
+Readiness = Callable[[], tuple[bool, str]]
+
+
+class ServiceUnreachable(AmigateError):
+    """An API process could not get an answer from the service it belongs to."""
+
+
+class UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        """Leave the signal handlers as they are."""
+        yield
+
+
+def bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A listening socket of the API on ``host``:``port``.
+
+    With ``shared`` (several API processes) it is opened with ``SO_REUSEPORT``: each
+    process listens on a socket of its own on the same port and the kernel spreads
+    new connections over them. (One socket accepted by all would not spread them: the
+    first process to wake accepts every connection waiting.)
+
+    Raises:
+        PortUnavailable: the address cannot be bound (in use, or not this machine's).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # The protocol named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on TCP
+    # sockets that say so, and with it on, a response written as headers then body
+    # waits for the client's delayed ACK (40 ms on Linux).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailable(f"the API cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings for the API (access log only at DEBUG)."""
+    return uvicorn.Config(
+        app, log_level=settings.log_level.lower(), access_log=settings.log_level == "DEBUG",
+        lifespan="off",
+    )  # fmt: skip
+
+
+class ApiProcesses:
+    """The extra API processes of a service, and the answers they ask it for."""
+
+    def __init__(
+        self, settings: Settings, url: str, address: tuple[str, int], *,
+        render: Callable[[], bytes], readiness: Readiness,
+    ) -> None:  # fmt: skip
+        """Prepare ``settings.api_processes - 1`` processes (started by :meth:`start`).
+
+        Args:
+            settings: the service's settings (the processes use the same).
+            url: the service's database.
+            address: the API's host and port (the service listens there, shared).
+            render: the service's metrics in Prometheus text format.
+            readiness: the service's readiness.
+        """
+        self.settings = settings
+        self.url = url
+        self.address = address
+        self.render = render
+        self.readiness = readiness
+        self.count = settings.api_processes - 1
+        parsed = make_url(url)
+        if self.count and parsed.get_backend_name() == "sqlite" and parsed.database in (
+            None, "", ":memory:"
+        ):  # fmt: skip
+            raise ConfigError("api_processes above 1 needs a database file or server, "
+                              "not an in-memory SQLite database")  # fmt: skip
+        self.processes: list[BaseProcess] = []
+        self.restarts = 0
+        self._listening: set[int | None] = set()  # pids
+        self._context = multiprocessing.get_context("spawn")
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the processes, and a thread that starts a dead one again."""
+        if not self.count:
+            return
+        self.processes = [self._spawn(n) for n in range(self.count)]
+        self._watcher = threading.Thread(target=self._watch, name="api processes", daemon=True)
+        self._watcher.start()
+
+    def missing(self) -> str | None:
+        """What keeps the processes from serving, or None once every one listens."""
+        listening = sum(p.pid in self._listening for p in self.processes)
+        if listening < self.count:
+            return f"API processes starting ({listening} of {self.count} listening)"
+        return None
+
+    def stop(self) -> None:
+        """Ask every process to finish its requests and end; kill one that does not."""
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        for p in self.processes:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: uvicorn finishes the requests in progress
+        deadline = time.monotonic() + _STOP_WAIT_S
+        for p in self.processes:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                _LOG.error("API process %s did not stop in %.0f s; killing it", p.pid, _STOP_WAIT_S)
+                p.kill()
+                p.join()
+
+    def _spawn(self, number: int) -> BaseProcess:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=serve_process, args=(self.settings, self.url, self.address, theirs),
+            name=f"amigate-api-{number + 1}", daemon=True,
+        )  # fmt: skip
+        process.start()
+        theirs.close()
+        threading.Thread(target=self._answer, args=(ours, process.pid),
+                         name=f"{process.name} pipe", daemon=True).start()  # fmt: skip
+        _LOG.info("API process %d of %d started (pid %s)", number + 2, self.count + 1, process.pid)
+        return process
+
+    def _answer(self, pipe: Connection, pid: int | None) -> None:
+        """Answer one process's questions until it goes away."""
+        with pipe:
+            while True:
+                try:
+                    question = pipe.recv()
+                    if question == "listening":  # news, not a question
+                        self._listening.add(pid)
+                        continue
+                    pipe.send(self.render() if question == "metrics" else self.readiness())
+                except (EOFError, OSError):
+                    self._listening.discard(pid)
+                    return
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            for n, p in enumerate(self.processes):
+                if not p.is_alive() and not self._stopping.is_set():
+                    _LOG.error("API process %s exited (code %s); starting another",
+                               p.pid, p.exitcode)  # fmt: skip
+                    self.restarts += 1
+                    self.processes[n] = self._spawn(n)
+
+
+class ServiceLink:
+    """An API process's questions to its service (one at a time, over the pipe)."""
+
+    def __init__(self, pipe: Connection) -> None:
+        """Ask over ``pipe``."""
+        self._pipe = pipe
+        self._lock = threading.Lock()
+
+    def tell(self, news: str) -> None:
+        """Tell the service ``news`` (no answer)."""
+        with self._lock, contextlib.suppress(OSError):
+            self._pipe.send(news)
+
+    def ask(self, question: str) -> Any:
+        """The service's answer to ``question``.
+
+        Raises:
+            ServiceUnreachable: no answer within 5 s, or the service is gone.
+        """
+        with self._lock:
+            try:
+                self._pipe.send(question)
+                if self._pipe.poll(_ASK_TIMEOUT_S):
+                    return self._pipe.recv()
+            except (EOFError, OSError):
+                pass
+            raise ServiceUnreachable(f"the service did not answer for {question}")
+
+    def render(self) -> bytes:
+        """The service's metrics."""
+        answer: bytes = self.ask("metrics")
+        return answer
+
+    def readiness(self) -> tuple[bool, str]:
+        """The service's readiness (not ready when it does not answer)."""
+        try:
+            ready, missing = self.ask("ready")
+        except ServiceUnreachable as exc:
+            return False, str(exc)
+        return bool(ready), str(missing)
+
+
+def serve_process(
+    settings: Settings, url: str, address: tuple[str, int], pipe: Connection
+) -> None:
+    """An API process: serve the app over database ``url`` on ``address`` (shared with the
+    service) until SIGTERM or the service's end."""
+    from amigate.api.app import create_app
+    from amigate.memory import bound_allocator, bound_sqlite
+    from amigate.storage import make_engine
+
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    sock = bind(*address, shared=True)
+    bound_allocator()
+    bound_sqlite(settings.sqlite_heap_mb << 20)
+    engine = make_engine(url, check=False, sqlite_cache_kib=settings.sqlite_cache_mb << 10,
+                         pool_size=settings.api_connections,
+                         max_overflow=settings.api_connections)  # fmt: skip
+    link = ServiceLink(pipe)
+    app = create_app(settings, engine, metrics=link, readiness=link.readiness)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    service = os.getppid()
+
+    def watch() -> None:
+        told = False
+        while not server.should_exit:
+            if server.started and not told:
+                link.tell("listening")
+                told = True
+            if os.getppid() != service:  # the service was killed: nobody would stop us
+                _LOG.warning("the service (pid %d) is gone; stopping", service)
+                server.should_exit = True
+            time.sleep(0.1 if not told else 1.0)
+
+    threading.Thread(target=watch, name="service watch", daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        engine.dispose()
