@@ -1,0 +1,220 @@
+"""More API processes on the service's port (setting ``api_processes``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing import Pipe
+from pathlib import Path
+
+import httpx
+import pytest
+
+from amigate.api.processes import ApiProcesses, ServiceLink, ServiceUnreachable, bind
+from amigate.config import load_settings
+from amigate.errors import ConfigError, PortUnavailable
+from amigate.storage import make_engine, upgrade
+from amigate.storage.api_keys import ApiKeys
+from tests.helpers import AMIGATE, free_port
+
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` that run amigate's API (spawned Pythons)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z" and b"multiprocessing" in cmdline:
+            found.add(int(stat.parent.name))
+    return found - _trackers(pid)
+
+
+def _trackers(pid: int) -> set[int]:
+    """multiprocessing's resource tracker, a child of the service too (not an API process)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"resource_tracker" in stat.read_bytes():
+                out.add(int(stat.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+def _until(what: str, check: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """``amigate run`` (API only) with two API processes: the process, base URL and a key."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    key = ApiKeys(engine).create("t", ["read"])[1]
+    engine.dispose()
+    port = free_port()
+    env = {**os.environ, "AMIGATE_DATABASE_URL": url, "AMIGATE_API_PORT": str(port),
+           "AMIGATE_API_PROCESSES": "2"}  # fmt: skip
+    proc = subprocess.Popen([*AMIGATE, "run"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            return httpx.get(base + "/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        _until("the service and its API process are ready", ready)
+        yield proc, base, key
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_an_api_process_serves_while_the_service_is_stopped(
+    service: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    proc, base, key = service
+    assert len(_children(proc.pid)) == 1
+    os.kill(proc.pid, signal.SIGSTOP)  # the collection process answers nothing now
+    try:
+        answers = []
+        for _ in range(20):  # each new connection lands on either process's socket
+            try:
+                r = httpx.get(base + "/v1/meters", headers={"X-API-Key": key}, timeout=1)
+            except httpx.TimeoutException:
+                continue
+            answers.append(r.status_code)
+            if len(answers) == 2:
+                break
+        assert answers == [200, 200]  # the API process answered on its own
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    metrics = httpx.get(base + "/metrics", timeout=10)
+    assert metrics.status_code == 200 and b"amigate_reads" in metrics.content
+
+
+def test_a_dead_api_process_is_started_again_and_all_end_with_the_service(
+    service: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    proc, base, _key = service
+    (first,) = _children(proc.pid)
+    os.kill(first, signal.SIGKILL)
+    _until("another API process", lambda: _children(proc.pid) - {first})
+    (second,) = _children(proc.pid) - {first}
+    _until("ready again", lambda: httpx.get(base + "/readyz", timeout=2).status_code == 200)
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    output = proc.stdout.read() if proc.stdout else ""
+    assert f"API process {first} exited (code -9); starting another" in output
+    _until("the API process ends with the service", lambda: not _alive(second), timeout=5)
+
+
+def test_api_processes_end_when_the_service_is_killed(
+    service: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    proc, _base, _key = service
+    (child,) = _children(proc.pid)
+    proc.kill()  # no chance to stop them
+    proc.wait()
+    _until("the orphaned API process stops", lambda: not _alive(child), timeout=10)
+
+
+def test_the_link_to_the_service_answers_and_reports_its_loss() -> None:
+    ours, theirs = Pipe()
+    settings = load_settings(None)
+    processes = ApiProcesses(
+        settings, "sqlite:///x.db", ("127.0.0.1", 0), render=lambda: b"m 1\n",
+        readiness=lambda: (False, "buses"),
+    )  # fmt: skip
+    answering = threading.Thread(target=processes._answer, args=(ours, 42))
+    answering.start()
+    link = ServiceLink(theirs)
+    assert link.render() == b"m 1\n"
+    assert link.readiness() == (False, "buses")
+    link.tell("listening")
+    assert link.render() == b"m 1\n"  # the news needed no answer
+    assert processes._listening == {42}
+    theirs.close()  # the API process ended: the service stops answering it
+    answering.join(5)
+    assert not answering.is_alive() and processes._listening == set()
+
+    service_end, process_end = Pipe()
+    service_end.close()  # the service is gone
+    orphan = ServiceLink(process_end)
+    with pytest.raises(ServiceUnreachable, match="did not answer for metrics"):
+        orphan.render()
+    assert orphan.readiness() == (False, "the service did not answer for ready")
+
+
+def test_more_api_processes_need_a_database_they_can_share() -> None:
+    settings = load_settings(None, api_processes=2)
+    with pytest.raises(ConfigError, match="in-memory"):
+        ApiProcesses(settings, "sqlite://", ("127.0.0.1", 0), render=bytes,
+                     readiness=lambda: (True, ""))  # fmt: skip
+
+
+def test_a_port_in_use_is_refused_unless_shared() -> None:
+    first = bind("127.0.0.1", 0)
+    try:
+        port = first.getsockname()[1]
+        with pytest.raises(PortUnavailable, match=f"cannot listen on 127.0.0.1:{port}"):
+            bind("127.0.0.1", port)
+    finally:
+        first.close()
+    shared = [bind("127.0.0.1", port, shared=True) for _ in range(2)]  # API processes
+    for sock in shared:
+        sock.close()
+
+
+def test_connections_to_the_api_socket_send_without_delay() -> None:
+    """Nagle's algorithm off: a response written as headers, then body, is not held back
+    until the client's delayed ACK (40 ms)."""
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    seen: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            conn = transport.get_extra_info("socket")
+            seen.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        async with server:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.2)
+            writer.close()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
