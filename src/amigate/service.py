@@ -332,9 +332,11 @@ class Service:
 
     async def _totals_loop(self) -> None:
         """Billing upkeep, a minute after the start and then every ``day_totals_every_minutes``:
-        add up closed days per tariff period (``amigate.storage.day_totals``) and prune
-        change-feed entries older than ``feed_retention_days``."""
+        add up closed days per tariff period (``amigate.storage.day_totals``), prune
+        change-feed entries older than ``feed_retention_days`` and, on TimescaleDB, rewrite
+        a chunk of intervals closed a day ago in meter order (``storage.chunk_order``)."""
         from amigate.billing.totals import build
+        from amigate.storage.chunk_order import order_closed_chunks
         from amigate.storage.feed_queries import prune_changes
 
         classifier = self.settings.tou.classifier(self.settings.timezone)
@@ -353,6 +355,8 @@ class Service:
                 if pruned:
                     _LOG.info("change feed: pruned %d entr(ies) older than %d days",
                               pruned, retention.days)  # fmt: skip
+            ended = self.clock.now() - timedelta(days=1)
+            await asyncio.to_thread(order_closed_chunks, self.store.engine, ended_before=ended)
             self.metrics.day_totals(ok=True, rows=rows)
 
         await self._every("billing upkeep", 60.0, self.settings.day_totals_every_minutes * 60,
