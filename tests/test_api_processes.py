@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amigate.api.processes import ApiProcesses, ServiceLink, ServiceUnreachable, bind
+from amigate.api.processes import ApiProcesses, ServiceLink, bind
 from amigate.config import load_settings
-from amigate.errors import ConfigError, PortUnavailable
+from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
 from amigate.storage import make_engine, upgrade
 from amigate.storage.api_keys import ApiKeys
 from tests.helpers import AMIGATE, free_port

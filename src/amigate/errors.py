@@ -154,3 +154,7 @@ class MeterUnavailable(TransportError):
 
     Raised without touching the bus, so a dead meter costs the others nothing.
     """
+
+
+class ServiceUnreachable(AmigateError):
+    """An API process could not get an answer from the service it belongs to."""

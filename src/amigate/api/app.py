@@ -10,12 +10,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from amigate import __version__
-from amigate.api.processes import ServiceUnreachable
 from amigate.api.v1 import install as install_v1
 from amigate.api.v1.auth import require
 from amigate.api.v1.errors import problem_responses
 from amigate.config import Settings
-from amigate.errors import AmigateError
+from amigate.errors import AmigateError, ServiceUnreachable
 from amigate.metrics import CONTENT_TYPE, Metrics
 from amigate.storage import current_revision, head_revision
 

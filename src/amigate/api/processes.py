@@ -31,7 +31,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from amigate.config import Settings
-from amigate.errors import AmigateError, ConfigError, PortUnavailable
+from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
 
 _LOG = logging.getLogger("amigate.api")
 _ASK_TIMEOUT_S = 5.0
@@ -39,10 +39,6 @@ _STOP_WAIT_S = 15.0
 
 #: ``(ready, what is missing)`` of the service.
 Readiness = Callable[[], tuple[bool, str]]
-
-
-class ServiceUnreachable(AmigateError):
-    """An API process could not get an answer from the service it belongs to."""
 
 
 class UvicornServer(uvicorn.Server):

@@ -217,7 +217,7 @@ def load_window(
                 out.clock[m] = PointColumns(times, values)
         finally:
             if sqlite_:  # a pooled connection left mapped keeps the whole file in RSS
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(engine.dialect.loaded_dbapi.Error):
                     cursor.execute("PRAGMA mmap_size = 0")
             cursor.close()
     return out
