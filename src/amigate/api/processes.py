@@ -9,8 +9,9 @@ runs threads.
 
 ``/metrics`` and ``/readyz`` in an API process ask the service over a pipe, since
 the collection metrics and the bus workers live there. An API process that dies
-is started again; one whose service is gone stops within a second; on stop the
-service asks each to finish its requests (SIGTERM) and waits for it.
+is started again (after a delay that grows while it keeps failing soon after its
+start); one whose service is gone stops within a second; on stop the service asks
+each to finish its requests (SIGTERM) and waits for it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
@@ -36,6 +38,9 @@ from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
 _LOG = logging.getLogger("amigate.api")
 _ASK_TIMEOUT_S = 5.0
 _STOP_WAIT_S = 15.0
+_RESTART_MIN_S = 1.0
+_RESTART_MAX_S = 60.0
+_STABLE_S = 60.0  # a process that served this long restarts at once
 
 #: ``(ready, what is missing)`` of the service.
 Readiness = Callable[[], tuple[bool, str]]
@@ -115,7 +120,8 @@ class ApiProcesses:
             raise ConfigError("api_processes above 1 needs a database file or server, "
                               "not an in-memory SQLite database")  # fmt: skip
         self.processes: list[BaseProcess] = []
-        self.restarts = 0
+        self._started: list[float] = []  # monotonic start time of each slot's process
+        self._delay: list[float] = []  # wait before starting a slot's process again
         self._listening: set[int | None] = set()  # pids
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
@@ -125,6 +131,8 @@ class ApiProcesses:
         """Start the processes, and a thread that starts a dead one again."""
         if not self.count:
             return
+        self._started = [time.monotonic()] * self.count
+        self._delay = [_RESTART_MIN_S] * self.count
         self.processes = [self._spawn(n) for n in range(self.count)]
         self._watcher = threading.Thread(target=self._watch, name="api processes", daemon=True)
         self._watcher.start()
@@ -180,13 +188,22 @@ class ApiProcesses:
                     return
 
     def _watch(self) -> None:
-        while not self._stopping.wait(1.0):
+        """Start a dead process again: at once if it had served a while, else after a
+        delay that doubles up to a minute (a process failing at start is not a busy loop)."""
+        while not self._stopping.wait(_RESTART_MIN_S):
             for n, p in enumerate(self.processes):
-                if not p.is_alive() and not self._stopping.is_set():
-                    _LOG.error("API process %s exited (code %s); starting another",
-                               p.pid, p.exitcode)  # fmt: skip
-                    self.restarts += 1
-                    self.processes[n] = self._spawn(n)
+                if p.is_alive() or self._stopping.is_set():
+                    continue
+                now = time.monotonic()
+                if now - self._started[n] > _STABLE_S:
+                    self._delay[n] = _RESTART_MIN_S
+                if self._delay[n] > _RESTART_MIN_S and now < self._started[n] + self._delay[n]:
+                    continue
+                _LOG.error("API process %s exited (code %s); starting another",
+                           p.pid, p.exitcode)  # fmt: skip
+                self._started[n] = now
+                self.processes[n] = self._spawn(n)
+                self._delay[n] = min(_RESTART_MAX_S, self._delay[n] * 2)
 
 
 class ServiceLink:
@@ -250,8 +267,12 @@ def serve_process(
                          max_overflow=settings.api_connections)  # fmt: skip
     link = ServiceLink(pipe)
     app = create_app(settings, engine, metrics=link, readiness=link.readiness)
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    server = UvicornServer(uvicorn_config(app, settings))
     service = os.getppid()
+    # The service decides when to stop: SIGTERM from it ends this process gracefully; a
+    # Ctrl-C in the terminal reaches the service, which then stops this one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
 
     def watch() -> None:
         told = False
