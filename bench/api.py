@@ -20,7 +20,10 @@ whole machine (server, database, clients), which bounds the latency: with 8
 clients on C CPUs, a request waits about 8 x machine CPU / C.
 
     python bench/api.py [--meters N] [--days N] [--requests N] [--batches N]
-                        [--pg-url URL] [--sqlite-path PATH] [--skip-pg] [--skip-sqlite]
+                        [--processes N] [--clients N] [--pg-url URL]
+                        [--sqlite-path PATH] [--skip-pg] [--skip-sqlite]
+
+``--processes`` is the service's ``api_processes`` (1 by default).
 
 Loaded data is kept (``--sqlite-path``, the ``amigate_bench_api`` database) and
 reused when it already holds the same number of rows, so a second run measures

@@ -187,7 +187,7 @@ class Service:
             )  # fmt: skip
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready once every bus worker has been started."""
+        """Ready once every bus worker has been started and every API process listens."""
         if not self.workers_started:
             return False, "bus workers not started yet"
         missing = None if self._api_processes is None else self._api_processes.missing()
@@ -227,7 +227,12 @@ class Service:
 
         Raises:
             PortUnavailable: the API port cannot be bound.
+            ConfigError: API processes asked for on an in-memory database.
         """
+        helpers = ApiProcesses(
+            self.settings, self.store.engine.url.render_as_string(hide_password=False),
+            (self.host, self.port), render=self.metrics.render, readiness=self.readiness,
+        )  # fmt: skip
         sock = bind(self.host, self.port, shared=self.settings.api_processes > 1)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -239,10 +244,6 @@ class Service:
         app = create_app(self.settings, readers, metrics=self.metrics, readiness=self.readiness)
         server = UvicornServer(uvicorn_config(app, self.settings))
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
-        helpers = ApiProcesses(
-            self.settings, readers.url.render_as_string(hide_password=False),
-            (self.host, self.port), render=self.metrics.render, readiness=self.readiness,
-        )  # fmt: skip
         helpers.start()
         self._api_processes = helpers
         try:
