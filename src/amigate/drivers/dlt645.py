@@ -48,7 +48,7 @@ from amigate.errors import (
     ReadTimeout,
     UnexpectedReply,
 )
-from amigate.transports.base import DEFAULT_EXCEPTION_MAP, Transport
+from amigate.transports.base import DEFAULT_EXCEPTION_MAP, Transport, translate_exception
 
 __all__ = ["ClientStats", "Dlt645Client", "address_matches"]
 
@@ -377,7 +377,9 @@ class Dlt645Client:
         except AmigateError:
             raise
         except Exception as exc:
-            ours = _translated(exc, f"{verb} {self.transport.name}")
+            ours = translate_exception(
+                exc, DEFAULT_EXCEPTION_MAP, context=f"{verb} {self.transport.name}"
+            )
             if ours is None:
                 raise
             raise ours from exc
@@ -479,14 +481,6 @@ def _keep(table: dict[_K, _V], key: _K, value: _V, most: int) -> None:
     if len(table) >= most:
         del table[next(iter(table))]
     table[key] = value
-
-
-def _translated(exc: Exception, context: str) -> AmigateError | None:
-    """The amigate error a foreign transport error stands for (None: none does)."""
-    for foreign, ours in DEFAULT_EXCEPTION_MAP.items():
-        if isinstance(exc, foreign):
-            return ours(f"{context}: {str(exc) or type(exc).__name__}")
-    return None
 
 
 def _final(failure: AmigateError, context: str) -> AmigateError:

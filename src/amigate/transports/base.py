@@ -51,11 +51,21 @@ def map_exceptions(mapping: ExceptionMap, *, context: str) -> Iterator[None]:
     except AmigateError:
         raise
     except Exception as exc:
-        for foreign, ours in mapping.items():
-            if isinstance(exc, foreign):
-                detail = str(exc) or type(exc).__name__
-                raise ours(f"{context}: {detail}") from exc
-        raise
+        ours = translate_exception(exc, mapping, context=context)
+        if ours is None:
+            raise
+        raise ours from exc
+
+
+def translate_exception(
+    exc: Exception, mapping: ExceptionMap, *, context: str
+) -> AmigateError | None:
+    """The amigate error ``mapping`` gives for foreign ``exc`` (None: no entry matches);
+    for hot paths that catch themselves instead of entering :func:`map_exceptions`."""
+    for foreign, ours in mapping.items():
+        if isinstance(exc, foreign):
+            return ours(f"{context}: {str(exc) or type(exc).__name__}")
+    return None
 
 
 @runtime_checkable
