@@ -257,16 +257,15 @@ def serve_process(
     service) until SIGTERM or the service's end."""
     from amigate.api.app import create_app
     from amigate.memory import bound_allocator, bound_sqlite
-    from amigate.storage import make_engine
+    from amigate.storage.engine import open_readers
 
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     sock = bind(*address, shared=True)
     bound_allocator()
     bound_sqlite(settings.sqlite_heap_mb << 20)
-    engine = make_engine(url, check=False, sqlite_cache_kib=settings.sqlite_cache_mb << 10,
-                         pool_size=settings.api_connections,
-                         max_overflow=settings.api_connections)  # fmt: skip
+    engine = open_readers(url, connections=settings.api_connections,
+                          sqlite_cache_kib=settings.sqlite_cache_mb << 10)  # fmt: skip
     link = ServiceLink(pipe)
     app = create_app(settings, engine, metrics=link, readiness=link.readiness)
     server = UvicornServer(uvicorn_config(app, settings))

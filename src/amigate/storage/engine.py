@@ -113,10 +113,15 @@ def reader_engine(engine: Engine, *, connections: int, sqlite_cache_kib: int) ->
     """
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
         return engine
-    return make_engine(
-        engine.url.render_as_string(hide_password=False), check=False,
-        sqlite_cache_kib=sqlite_cache_kib, pool_size=connections, max_overflow=connections,
-    )  # fmt: skip
+    return open_readers(engine.url.render_as_string(hide_password=False),
+                        connections=connections, sqlite_cache_kib=sqlite_cache_kib)  # fmt: skip
+
+
+def open_readers(url: str, *, connections: int, sqlite_cache_kib: int) -> Engine:
+    """An engine for the API's reads of ``url`` (see :func:`reader_engine`), not checked:
+    a service may start while its database is away."""
+    return make_engine(url, check=False, sqlite_cache_kib=sqlite_cache_kib,
+                       pool_size=connections, max_overflow=connections)  # fmt: skip
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, cache_kib: int) -> None:
