@@ -10,8 +10,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import event
+
+from amigate.storage import Store, make_engine, upgrade
 
 AMIGATE = [sys.executable, "-m", "amigate.cli"]
 
@@ -64,3 +68,17 @@ def serving(
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def impatient_sqlite_store(path: Path) -> Store:
+    """A migrated SQLite store whose connections wait 50 ms for a lock, not 30 s (tests
+    that hold the database locked to play an outage)."""
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+
+    @event.listens_for(engine, "connect")
+    def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=50")
+
+    engine.dispose()  # the connection made by upgrade had the long timeout
+    return Store(engine)

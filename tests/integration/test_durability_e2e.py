@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from amigate.domain import Meter, Protocol, Quality
@@ -28,10 +28,11 @@ from amigate.metrics import Metrics
 from amigate.poller import BusWorker, Dlt645Reader
 from amigate.simulators import BusSpec, ManualClock, MeterSpec, build_bus, serve_tcp
 from amigate.spool import Spool
-from amigate.storage import Store, make_engine, upgrade
+from amigate.storage import Store, make_engine
 from amigate.transports import open_transport
 from tests.conftest import PG_URL
 from tests.faultproxy import FaultProxy
+from tests.helpers import impatient_sqlite_store
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +40,6 @@ T0 = datetime(2026, 5, 4, 4, 0, tzinfo=UTC)
 IV = timedelta(minutes=15)
 ADDRESSES = ("000000000001", "000000000002")
 MODEL = "dlt645-2007-single-phase"
-
-
-def _store(path: Path) -> Store:
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-
-    @event.listens_for(engine, "connect")
-    def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout=50")
-
-    engine.dispose()  # later connections wait 50 ms for a lock, not 30 s
-    return Store(engine)
 
 
 @pytest.fixture
@@ -86,7 +75,7 @@ async def env(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         return BusWorker(bus, meters, readers, store, models, clock=clock, sleep=sleep,
                          metrics=metrics, spool=spool)  # fmt: skip
 
-    stores = {"plain": _store(tmp_path / "plain.db"), "outage": _store(tmp_path / "outage.db")}
+    stores = {name: impatient_sqlite_store(tmp_path / f"{name}.db") for name in ("plain", "outage")}
     try:
         yield {"clock": clock, "worker": worker, "stores": stores, "tmp": tmp_path}
     finally:

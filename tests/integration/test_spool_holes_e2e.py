@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from amigate.domain import Meter, Protocol, Quality, Source
@@ -39,10 +39,11 @@ from amigate.simulators import BusSpec, ManualClock, MeterSpec, VirtualBus, buil
 from amigate.simulators.modbus_meter import ModbusSimMeter
 from amigate.simulators.modbus_server import ModbusSimServer
 from amigate.spool import Spool
-from amigate.storage import Store, make_engine, upgrade
+from amigate.storage import Store, make_engine
 from amigate.transports import open_transport
 from tests.conftest import PG_URL
 from tests.faultproxy import FaultProxy
+from tests.helpers import impatient_sqlite_store
 
 pytestmark = pytest.mark.integration
 
@@ -56,18 +57,6 @@ MAX_ROWS = 30
 PLAN = ReadPlan(spread_s=0, timeout_s=0.5, retries=0, instantaneous=False)
 #: Channels the single-phase meter's load-profile records carry (the tariffs are not).
 PROFILED = ("1.8.0", "2.8.0")
-
-
-def _sqlite_store(path: Path) -> Store:
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-
-    @event.listens_for(engine, "connect")
-    def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout=50")
-
-    engine.dispose()
-    return Store(engine)
 
 
 @dataclass
@@ -176,10 +165,34 @@ def _assert_filled(rig: Rig, store: Store, meter: Meter, hole: list[datetime], e
     _assert_one_original_per_slot(store, meter.id, "1.8.1", end)
 
 
+#: The meters by address, and by address the boundaries whose reads were dropped.
+Holes = tuple[dict[str, Meter], dict[str, list[datetime]]]
+
+
+def _holes(store: Store) -> Holes:
+    """The meters by address and the boundaries of cycles 3..10 whose reads were dropped."""
+    meters = {m.address: m for m in store.meters()}
+    holes = {a: _hole(store, meters[a].id or 0, 3, 10) for a in ADDRESSES}
+    assert all(len(h) >= 4 for h in holes.values()), holes  # reads were dropped
+    return meters, holes
+
+
+async def _assert_backfilled(
+    rig: Rig, store: Store, worker: BusWorker, holes: Holes
+) -> None:
+    """The holes are spans backfill has queued; once it ran, every slot is filled."""
+    meters, missing = holes
+    assert worker.backfill.backlog > 0
+    await worker.backfill_until(rig.clock() + IV)
+    assert worker.backfill.backlog == 0
+    for address in ADDRESSES:
+        _assert_filled(rig, store, meters[address], missing[address], end=12)
+
+
 async def test_a_hole_left_by_a_full_spool_is_backfilled(
     dlt: Rig, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = _sqlite_store(tmp_path / "a.db")
+    store = impatient_sqlite_store(tmp_path / "a.db")
     metrics = Metrics()
     spool = Spool(tmp_path / "feeder.spool", max_rows=MAX_ROWS, name="feeder")
     worker = dlt.worker(store, spool, metrics=metrics)
@@ -201,15 +214,7 @@ async def test_a_hole_left_by_a_full_spool_is_backfilled(
         lock.close()
         await _cycles(dlt, worker, range(11, 13))  # the database is back
         assert worker.restored and len(spool) == 0
-        meters = {m.address: m for m in store.meters()}
-        holes = {a: _hole(store, meters[a].id or 0, 3, 10) for a in ADDRESSES}
-        assert all(len(h) >= 4 for h in holes.values()), holes  # reads were dropped
-        # The hole is a span now, which backfill has queued.
-        assert worker.backfill.backlog > 0
-        await worker.backfill_until(dlt.clock() + IV)
-        assert worker.backfill.backlog == 0
-        for address in ADDRESSES:
-            _assert_filled(dlt, store, meters[address], holes[address], end=12)
+        await _assert_backfilled(dlt, store, worker, _holes(store))
     finally:
         spool.close()
         store.engine.dispose()
@@ -244,18 +249,12 @@ async def test_a_pending_hole_survives_a_restart_while_timescaledb_is_away(
         proxy.up()
         await _cycles(dlt, worker, range(11, 13))
         assert worker.restored and len(spool) == 0
-        meters = {m.address: m for m in store.meters()}
-        holes = {a: _hole(store, meters[a].id or 0, 3, 10) for a in ADDRESSES}
-        assert all(len(h) >= 4 for h in holes.values()), holes
+        holes = _holes(store)
         # Another restart before backfill: the new worker finds the spans in the database.
         worker = BusWorker(worker.bus, worker.meters, worker.readers, store, load_models(),
                            clock=dlt.clock, sleep=dlt.sleep, spool=spool)  # fmt: skip
         await worker.restore()
-        assert worker.backfill.backlog > 0
-        await worker.backfill_until(dlt.clock() + IV)
-        assert worker.backfill.backlog == 0
-        for address in ADDRESSES:
-            _assert_filled(dlt, store, meters[address], holes[address], end=12)
+        await _assert_backfilled(dlt, store, worker, holes)
     finally:
         spool.close()
         engine.dispose()
@@ -285,7 +284,7 @@ async def modbus() -> AsyncIterator[Rig]:
 async def test_a_hole_of_a_meter_without_memory_is_missing_intervals_and_a_span(
     modbus: Rig, tmp_path: Path
 ) -> None:
-    store = _sqlite_store(tmp_path / "m.db")
+    store = impatient_sqlite_store(tmp_path / "m.db")
     # Two meters of three registers: five cycles of reads.
     spool = Spool(tmp_path / "modbus.spool", max_rows=MAX_ROWS, name="feeder")
     worker = modbus.worker(store, spool, model="sdm120")
