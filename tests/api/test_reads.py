@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from amigate.api.v1.intervals import interval_out
 from amigate.domain import Interval, MeterStatus, Quality, RegisterRead, Source
 from amigate.normalize import floor_boundary
+from amigate.storage import api_queries
+from amigate.storage.api_queries import PlainColumns, in_start_order
 from tests.api.conftest import JAN1, Api, Q, add_meter, add_series
 
 D = Decimal
@@ -120,6 +123,42 @@ def test_a_series_without_versions_pages_like_one_with_them(api: Api) -> None:
     first = api.get(path, "read", params=rng | {"limit": 2}).json()
     rest = api.get(path, "read", params=rng | {"cursor": first["next_cursor"]}).json()
     assert first["items"] + rest["items"] == whole["items"]
+
+
+def test_the_fast_series_writes_what_the_model_writes(api: Api) -> None:
+    """Version-1 series are put together from the database's text columns; each document
+    equals the pydantic model's, whatever the value, quality, source or duration."""
+    meter = add_meter(api.store)
+    odd = [(Q, D("-0.25"), Quality.ACTUAL, Source.POLL),
+           (2 * Q, D("123456.000001"), Quality.ESTIMATED, Source.LOAD_PROFILE),
+           (Q, None, Quality.MISSING, Source.BACKFILL),
+           (Q, D("0"), Quality.SUBSTITUTED, Source.IMPORT),
+           (Q, D("-7"), Quality.VARIABLE, Source.DAILY_FREEZE)]  # fmt: skip
+    at, intervals = JAN1, []
+    for width, value, quality, source in odd:
+        intervals.append(Interval(meter_id=meter, channel="1.8.0", start=at, end=at + width,
+                                  value=value, quality=quality, source=source))  # fmt: skip
+        at += width
+    api.store.ingest_intervals(intervals)
+    rng = {"start": JAN1.isoformat(), "end": at.isoformat()}
+    engine = api.app.state.engine
+    cid = api.store.channel_id("1.8.0")
+    rows, _ = api_queries.series(engine, meter, cid, JAN1, at, version="original")
+    assert [r.value for r in rows][:2] == [-250_000, 123_456_000_001]
+    expected = [interval_out(r).model_dump(mode="json") for r in rows]
+    assert api.get(f"/v1/meters/{meter}/intervals", "read", params=rng).json()["items"] == expected
+    assert _all_pages(api, f"/v1/meters/{meter}/intervals", **rng, limit=2) == expected
+
+
+def test_series_columns_are_put_in_start_order() -> None:
+    columns = PlainColumns(["1800", "900", "2700"], ["900", "900", "1800"], ["2", "1", "n"],
+                           ["0", "0", "4"], ["0", "1", "2"])  # fmt: skip
+    assert in_start_order(columns) == PlainColumns(
+        ["900", "1800", "2700"], ["900", "900", "1800"], ["1", "2", "n"], ["0", "0", "4"],
+        ["1", "0", "2"],
+    )  # fmt: skip
+    ordered = in_start_order(columns)
+    assert in_start_order(ordered) is ordered
 
 
 def test_aggregates_by_hour_day_and_month(api: Api) -> None:

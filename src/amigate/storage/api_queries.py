@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Engine, TextClause, bindparam, case, func, select, text
 from sqlalchemy.orm import Session
@@ -233,40 +233,81 @@ def series(
     return rows, False
 
 
-#: ``(start as epoch seconds, duration_s, value, quality, source)`` of a version-1 interval.
-PlainRow = tuple[int, int, int | None, int, int]
+class PlainColumns(NamedTuple):
+    """Version-1 intervals by start, one list per column, each value the database's decimal
+    text of the stored integer (a missing value is ``"n"``)."""
+
+    start: list[str]  # epoch seconds
+    duration_s: list[str]
+    value: list[str]  # micro-units
+    quality: list[str]
+    source: list[str]
+
+
+#: Each column of a version-1 series concatenated by the database, in start order.
+_COLUMNS = {
+    "sqlite": (
+        "SELECT count(*), group_concat(ts), group_concat(duration_s), "
+        "group_concat(coalesce(value, 'n')), group_concat(quality), group_concat(source) "
+        "FROM ({rows})"
+    ),
+    "postgresql": (
+        "SELECT count(*), string_agg(CAST(CAST(date_part('epoch', ts) AS bigint) AS text), ',' "
+        "ORDER BY ts), string_agg(CAST(duration_s AS text), ',' ORDER BY ts), "
+        "string_agg(coalesce(CAST(value AS text), 'n'), ',' ORDER BY ts), "
+        "string_agg(CAST(quality AS text), ',' ORDER BY ts), "
+        "string_agg(CAST(source AS text), ',' ORDER BY ts) FROM ({rows}) s"
+    ),
+}
 
 
 def plain_series(
     engine: Engine, meter_id: int, cid: int, start: datetime, end: datetime, *,
     original: bool, after: datetime | None = None, limit: int,
-) -> tuple[list[PlainRow], bool] | None:  # fmt: skip
-    """The version-1 intervals of one series as plain tuples, when they are the whole answer:
+) -> tuple[PlainColumns, bool] | None:  # fmt: skip
+    """The version-1 intervals of one series as text columns, when they are the whole answer:
     ``original`` asked for, or no later version starts in the range (else None).
 
-    The fast path of the interval series: a meter-month is 2,880 rows, and building
-    one object per row would cost more than the query.
+    The fast path of the interval series. A meter-month is 2,880 rows: fetched row by
+    row, SQLite's driver gives up and takes back the interpreter lock for each row, and
+    under concurrent requests that hand-over cost more than the query (22 ms instead of
+    5 ms a series with 8 threads). The database concatenates each column instead, in
+    one step.
 
     Returns:
-        The rows by start (at most ``limit``) and whether more follow, or None.
+        The columns (at most ``limit`` rows) and whether more rows follow, or None.
     """
     encode = time_encoder(engine)
     low = start if after is None else max(start, after)
     window = "meter_id = :m AND channel_id = :c AND ts >= :lo AND ts < :hi"
     params: dict[str, Any] = {"m": meter_id, "c": cid, "lo": encode(low), "hi": encode(end)}
-    epoch = "ts" if engine.dialect.name == "sqlite" else "CAST(date_part('epoch', ts) AS bigint)"
-    sql = f"SELECT {epoch}, duration_s, value, quality, source FROM intervals WHERE {window}"
+    rows = f"SELECT ts, duration_s, value, quality, source FROM intervals WHERE {window}"
     if after is not None:  # version 1 sorts first: the one at the cursor's start is behind it
-        sql += " AND ts > :after"
+        rows += " AND ts > :after"
         params["after"] = encode(after)
+    rows += f" ORDER BY ts LIMIT {int(limit) + 1}"
     with translate_errors(engine), engine.connect() as conn:
         if not original:
             probe = f"SELECT 1 FROM interval_versions WHERE {window} LIMIT 1"
             if conn.execute(text(probe), params).first() is not None:
                 return None
-        query = text(f"{sql} ORDER BY ts LIMIT {int(limit) + 1}")
-        rows = cast(list[PlainRow], conn.execute(query, params).all())  # rows are tuples
-    return rows[:limit], len(rows) > limit
+        found = conn.execute(text(_COLUMNS[engine.dialect.name].format(rows=rows)), params).one()
+    if not found[0]:
+        return PlainColumns([], [], [], [], []), False
+    columns = in_start_order(PlainColumns(*(str(c).split(",") for c in found[1:])))
+    if len(columns.start) > limit:
+        return PlainColumns(*(c[:limit] for c in columns)), True
+    return columns, False
+
+
+def in_start_order(columns: PlainColumns) -> PlainColumns:
+    """``columns`` sorted by start. SQLite before 3.44 cannot order an aggregate's input;
+    it concatenates in the order of the subquery in practice, which is not left to chance."""
+    starts = list(map(int, columns.start))
+    if all(map(int.__lt__, starts, starts[1:])):
+        return columns
+    ordered = sorted(zip(starts, *columns, strict=True))
+    return PlainColumns(*([row[i] for row in ordered] for i in range(1, 6)))
 
 
 def merge(originals: list[SeriesRow], later: list[SeriesRow], version: Version) -> list[SeriesRow]:

@@ -113,8 +113,8 @@ def intervals(
         )  # fmt: skip
         if plain is not None:
             found, more = plain
-            cursor = (encode_cursor("intervals", [_cursor_time(found[-1][0]), 1])
-                      if more and found else None)  # fmt: skip
+            cursor = (encode_cursor("intervals", [_cursor_time(int(found.start[-1])), 1])
+                      if more and found.start else None)  # fmt: skip
             return Response(fastjson.page(fastjson.plain_intervals(found), cursor),
                             media_type="application/json")  # fmt: skip
     rows, more = api_queries.series(
