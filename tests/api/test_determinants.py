@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from amigate.api.v1.determinants import Computed, as_json, as_model
 from amigate.api.v1.schemas import energy, exact
-from amigate.billing.determinants import compute
+from amigate.billing.determinants import BoundaryRead, Determinant, TouTotal, compute
 from amigate.domain import Anomaly, Interval, Quality, Severity
 from amigate.tou import TouSchedule
 from tests.api.conftest import JAN1, Api, Q, add_meter, add_series, make_api
@@ -279,3 +280,32 @@ def test_a_period_across_a_dst_change_is_computed_interval_by_interval(engine: E
         }
         assert d["intervals"] == slots == 188  # 47 hours
         assert d["billable"] is True and d["consumption"] == energy(expected.consumption)
+
+
+def test_determinant_documents_are_the_models_json() -> None:
+    """Determinants are written as text, not through the model; the text is the model's."""
+    periods = {"尖": ["00:00-12:00"], 'a "quoted\\" one': ["12:00-24:00"]}
+    classifier = TouSchedule(periods=periods).classifier(SHANGHAI)
+    start, end = datetime(2026, 1, 1, tzinfo=SHANGHAI), datetime(2026, 2, 1, tzinfo=UTC)
+    utc_start = start.astimezone(UTC)  # the same instant as start, written differently
+    full = Determinant(
+        meter_id=7, start=start, end=end, start_read=BoundaryRead(utc_start, 5_000_000_000),
+        end_read=BoundaryRead(end, -1), consumption=-250_000,
+        register_delta=D("1234567.5"), difference=D("-1234567"),
+        tou={"尖": TouTotal(123_456_000_001, 3), 'a "quoted\\" one': TouTotal(0, 0)},
+        max_demand=D("24000000.25"), max_demand_at=utc_start, estimated_intervals=2,
+        estimated_energy=1, missing_intervals=4, intervals=2976, completeness=5e-06,
+        anomaly_ids=[3, 9], reasons=["register_mismatch", "open_anomalies"],
+    )  # fmt: skip
+    bare = Determinant(
+        meter_id=8, start=utc_start, end=end, start_read=None, end_read=None, consumption=0,
+        register_delta=None, difference=None, tou={}, max_demand=None, max_demand_at=None,
+        estimated_intervals=0, estimated_energy=0, missing_intervals=0, intervals=0,
+        completeness=1 / 3,
+    )  # fmt: skip
+    computed = [Computed(7, full, "10.000000"), Computed(8, bare, None), Computed(9, None, None)]
+    for c in computed * 2:  # the second time from the memoised pieces
+        model = as_model(c, "1.8.0", start, end, classifier)
+        assert as_json(c, "1.8.0", start, end, classifier) == model.model_dump_json()
+    assert '"start":"2026-01-01T00:00:00+08:00"' in as_json(computed[0], "1.8.0", start, end,
+                                                             classifier)  # fmt: skip
