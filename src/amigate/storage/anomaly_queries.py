@@ -18,6 +18,7 @@ from amigate.domain import AnomalyStatus, Quality, Source
 from amigate.errors import StorageError
 from amigate.storage.engine import connected, translate_errors
 from amigate.storage.feed_queries import record_sqlite
+from amigate.storage.id_lists import DIALECTS, ids_match
 from amigate.storage.ingest import utcnow
 from amigate.storage.models import AnomalyRow, IntervalRow, IntervalVersionRow, MeterRow
 from amigate.storage.types import to_epoch
@@ -76,11 +77,14 @@ def anomaly(engine: Engine, anomaly_id: int) -> AnomalyRow | None:
 
 
 _A = AnomalyRow
-_OPEN_OVERLAPPING = select(_A.meter_id, _A.id).where(  # built once: a determinant runs it
-    _A.meter_id.in_(bindparam("ids", expanding=True)), _A.status.in_(_UNRESOLVED),
-    _A.start_at < bindparam("end", type_=_A.start_at.type),
-    or_(_A.end_at.is_(None), _A.end_at > bindparam("start", type_=_A.end_at.type)),
-).order_by(_A.id)  # fmt: skip
+_OPEN_OVERLAPPING = {  # built once per dialect: a determinant runs it
+    dialect: select(_A.meter_id, _A.id).where(
+        ids_match(_A.meter_id, dialect), _A.status.in_(_UNRESOLVED),
+        _A.start_at < bindparam("end", type_=_A.start_at.type),
+        or_(_A.end_at.is_(None), _A.end_at > bindparam("start", type_=_A.end_at.type)),
+    ).order_by(_A.id)
+    for dialect in DIALECTS
+}  # fmt: skip
 
 
 def open_anomalies(
@@ -90,7 +94,7 @@ def open_anomalies(
     out: dict[int, list[int]] = {}
     params = {"ids": list(meter_ids), "start": start, "end": end}
     with connected(engine) as conn:
-        for meter_id, ident in conn.execute(_OPEN_OVERLAPPING, params):
+        for meter_id, ident in conn.execute(_OPEN_OVERLAPPING[engine.dialect.name], params):
             if meter_id is not None:
                 out.setdefault(meter_id, []).append(ident)
     return out

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Engine, TextClause, bindparam, case, func, select, text
+from sqlalchemy import Engine, case, func, select, text
 from sqlalchemy.orm import Session
 
 from amigate.domain import Quality
 from amigate.storage.engine import connected, translate_errors
+from amigate.storage.id_lists import DIALECTS, ids_match, ids_text
 from amigate.storage.ingest import time_encoder
 from amigate.storage.models import (
     ChannelRow,
@@ -137,15 +138,19 @@ class MeterRatios(NamedTuple):
     pt_ratio: Decimal
 
 
-_RATIOS = select(MeterRow.id, MeterRow.ct_ratio, MeterRow.pt_ratio).where(
-    MeterRow.id.in_(bindparam("ids", expanding=True))
-)
+_RATIOS = {
+    dialect: select(MeterRow.id, MeterRow.ct_ratio, MeterRow.pt_ratio).where(
+        ids_match(MeterRow.id, dialect)
+    )
+    for dialect in DIALECTS
+}
 
 
 def existing_meters(engine: Engine, meter_ids: Sequence[int]) -> dict[int, MeterRatios]:
     """The meters among ``meter_ids`` that exist, with their ratios."""
     with connected(engine) as conn:
-        return {r[0]: MeterRatios(*r) for r in conn.execute(_RATIOS, {"ids": list(meter_ids)})}
+        found = conn.execute(_RATIOS[engine.dialect.name], {"ids": list(meter_ids)})
+        return {r[0]: MeterRatios(*r) for r in found}
 
 
 def collection_health(
@@ -398,21 +403,22 @@ def batch_series(
     v = IntervalVersionRow
     ids = list(meter_ids)
     encode, decode = time_encoder(engine), time_decoder(engine)
-    q1 = text(
+    q1 = ids_text(engine,
         "SELECT meter_id, ts, duration_s, value, quality, source FROM intervals "
         "WHERE meter_id IN :ids AND channel_id = :c AND ts >= :lo AND ts < :hi "
         "ORDER BY meter_id, ts"
-    ).bindparams(bindparam("ids", expanding=True))
+    )  # fmt: skip
     q2 = select(v.meter_id, *_V_COLUMNS).where(
-        v.meter_id.in_(ids), v.channel_id == cid, v.ts >= start, v.ts < end
-    )
+        ids_match(v.meter_id, engine.dialect.name), v.channel_id == cid, v.ts >= start,
+        v.ts < end,
+    )  # fmt: skip
     out: dict[int, list[SeriesRow]] = {m: [] for m in ids}
     later: dict[int, list[SeriesRow]] = {}
     params = {"ids": ids, "c": cid, "lo": encode(start), "hi": encode(end)}
     with connected(engine) as conn:
         for m, ts, d, val, q, s in conn.execute(q1, params).all():
             out[m].append(SeriesRow(decode(ts), 1, d, val, q, s))
-        for r in conn.execute(q2.order_by(v.meter_id, v.ts, v.version)).all():
+        for r in conn.execute(q2.order_by(v.meter_id, v.ts, v.version), {"ids": ids}).all():
             later.setdefault(r[0], []).append(SeriesRow(aware(r[1]), *r[2:9], aware(r[9]), *r[10:]))
     for m, rows in later.items():
         out[m] = merge(out[m], rows, "latest")
@@ -426,14 +432,14 @@ def first_reads_in(
     return _boundary_reads(engine, _FIRST_READ, meter_ids, cid, low, high)
 
 
-def _read_query(pick: str, window: str) -> TextClause:
-    return text(
+def _read_query(pick: str, window: str) -> str:
+    return (
         "SELECT r.meter_id, r.read_at, r.value, r.collected_at, r.source, r.clock_offset_ms "
         f"FROM register_reads r JOIN (SELECT meter_id, {pick}(read_at) AS at FROM register_reads "
         f"WHERE meter_id IN :ids AND channel_id = :c AND {window} GROUP BY meter_id) f "
         "ON r.meter_id = f.meter_id AND r.read_at = f.at WHERE r.channel_id = :c "
         f"AND {window.replace('read_at', 'r.read_at')}"  # lets TimescaleDB skip other chunks
-    ).bindparams(bindparam("ids", expanding=True))
+    )
 
 
 _FIRST_READ = _read_query("min", "read_at >= :lo AND read_at < :hi")
@@ -441,7 +447,7 @@ _LATEST_READ = _read_query("max", "read_at >= :lo AND read_at <= :hi")
 
 
 def _boundary_reads(
-    engine: Engine, query: TextClause, meter_ids: Sequence[int], cid: int, low: datetime,
+    engine: Engine, query: str, meter_ids: Sequence[int], cid: int, low: datetime,
     high: datetime,
 ) -> dict[int, ReadRow]:  # fmt: skip
     encode, decode = time_encoder(engine), time_decoder(engine)
@@ -449,5 +455,6 @@ def _boundary_reads(
     with connected(engine) as conn:
         return {
             m: ReadRow(decode(at), value, decode(collected), source, offset)
-            for m, at, value, collected, source, offset in conn.execute(query, params)
+            for m, at, value, collected, source, offset
+            in conn.execute(ids_text(engine, query), params)
         }

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine
 
 from amigate.domain import Quality
 from amigate.storage.engine import connected
+from amigate.storage.id_lists import ids_text
 from amigate.storage.ingest import time_encoder
 from amigate.storage.types import from_stored
 
@@ -64,10 +65,10 @@ def versioned_meters(
 ) -> set[int]:
     """The meters among ``meter_ids`` with interval versions (2+) starting in the period."""
     encode = time_encoder(engine)
-    query = text(
+    query = ids_text(engine,
         "SELECT DISTINCT meter_id FROM interval_versions WHERE meter_id IN :ids "
         "AND channel_id = :c AND ts >= :lo AND ts < :hi"
-    ).bindparams(bindparam("ids", expanding=True))
+    )  # fmt: skip
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
     with connected(engine) as conn:
         return {int(r[0]) for r in conn.execute(query, params).all()}
@@ -123,7 +124,7 @@ def period_groups(
     bare = ", ts" if sqlite else (
         f", (array_agg(ts ORDER BY value DESC, ts) FILTER (WHERE {regular}))[1]"
     )  # fmt: skip
-    query = text(
+    query = ids_text(engine,
         f"SELECT meter_id, CASE {period} END AS p, "
         f"coalesce(sum(CASE WHEN {valued} THEN value END), 0), "
         f"sum(CASE WHEN {valued} THEN 1 ELSE 0 END), "
@@ -134,7 +135,7 @@ def period_groups(
         f"max(CASE WHEN {regular} THEN value END){bare} "
         "FROM intervals WHERE meter_id IN :ids AND channel_id = :c AND ts >= :lo AND ts < :hi "
         "GROUP BY meter_id, p"
-    ).bindparams(bindparam("ids", expanding=True))
+    )  # fmt: skip
     encode = time_encoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
     out = []

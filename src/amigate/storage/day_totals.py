@@ -25,10 +25,11 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Engine, text
 
 from amigate.storage.billing_queries import ESTIMATED_SQL, MISSING, Group, epoch_sql, period_case
 from amigate.storage.engine import connected, translate_errors
+from amigate.storage.id_lists import ids_text
 from amigate.storage.ingest import time_encoder
 from amigate.storage.types import from_stored
 
@@ -139,11 +140,9 @@ def build(
             ids = list(meter_ids) if meter_ids is not None else [
                 int(r[0]) for r in conn.execute(text("SELECT id FROM meters ORDER BY id"))
             ]  # fmt: skip
-        todo = text(f"WITH {_todo_cte(engine)} SELECT DISTINCT mid FROM todo")
-        todo = todo.bindparams(bindparam("ids", expanding=True))
+        todo = ids_text(engine, f"WITH {_todo_cte(engine)} SELECT DISTINCT mid FROM todo")
         for day in range(last - _DAY, first - 1, -_DAY):  # the newest first
-            sql = text(_build_sql(engine, ranges, offset_s, interval_s, day + _DAY))
-            sql = sql.bindparams(bindparam("ids", expanding=True))
+            sql = ids_text(engine, _build_sql(engine, ranges, offset_s, interval_s, day + _DAY))
             for at in range(0, len(ids), _METER_BATCH):
                 params = {"d": encode(datetime.fromtimestamp(day, UTC)), "k": key,
                           "e": encode(datetime.fromtimestamp(day + _DAY, UTC)),
@@ -195,12 +194,12 @@ def read_groups(
     encode = time_encoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key,
               "last": encode(datetime.fromtimestamp(hi - _DAY, UTC))}  # fmt: skip
-    query = text(_read_sql(engine, offset_s, holidays, weekends, holiday_period))
+    query = ids_text(engine, _read_sql(engine, offset_s, holidays, weekends, holiday_period))
     with connected(engine) as conn:
         if engine.dialect.name == "postgresql" and len(meter_ids) > 50:
             # a batch groups ~120k rows: hash them in memory
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        rows = conn.execute(query.bindparams(bindparam("ids", expanding=True)), params).all()
+        rows = conn.execute(query, params).all()
     sqlite = engine.dialect.name == "sqlite"
     days_with: dict[int, dict[int, int]] = {}
     out = []
