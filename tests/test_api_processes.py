@@ -123,6 +123,15 @@ def test_an_api_process_serves_while_the_service_is_stopped(
     assert metrics.status_code == 200 and b"amigate_reads" in metrics.content
 
 
+def test_api_processes_run_on_uvloop(service: tuple[subprocess.Popen[str], str, str]) -> None:
+    """An API process serves HTTP only, on uvloop's event loop (libuv: less CPU a request);
+    the service keeps asyncio's loop for its buses."""
+    proc, _base, _key = service
+    (child,) = _children(proc.pid)
+    assert "uvloop" in Path(f"/proc/{child}/maps").read_text()
+    assert "uvloop" not in Path(f"/proc/{proc.pid}/maps").read_text()
+
+
 def test_a_dead_api_process_is_started_again_and_all_end_with_the_service(
     service: tuple[subprocess.Popen[str], str, str],
 ) -> None:
