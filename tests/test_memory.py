@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import platform
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from amigate.memory import bound_allocator, bound_sqlite, sqlite_memory, trim
+from amigate.memory import bound_allocator, bound_sqlite, settle_heap, sqlite_memory, trim
 from amigate.storage import make_engine, upgrade
 from amigate.storage.vee_queries import load_window
 
@@ -106,3 +107,17 @@ def test_a_lean_engine_keeps_few_statements_and_frees_its_cache(tmp_path: Path) 
         lean.dispose()
     assert kept > 8 << 20  # 8 MB of pages stayed cached in the pooled connection
     assert left < 1 << 20  # the lean one gave them back, and kept few statements
+
+
+def test_settling_the_heap_freezes_what_lives_now() -> None:
+    before = [0]  # a container: tracked by the collector
+    assert any(o is before for o in gc.get_objects())
+    try:
+        frozen = settle_heap()
+        assert frozen == gc.get_freeze_count() > 10_000  # modules, classes, functions
+        after = [1]  # made later: tracked, collected as usual
+        assert gc.is_tracked(after)
+        assert not any(o is before for o in gc.get_objects())  # out of the collector's sight
+        assert any(o is after for o in gc.get_objects())
+    finally:
+        gc.unfreeze()

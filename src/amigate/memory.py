@@ -11,12 +11,16 @@ connection (the store's pool, every bus's spool) fills its cache as the database
 grows, up to its ``cache_size``. :func:`bound_sqlite` sets SQLite's process-wide
 soft heap limit: once all connections together hold that much, their caches
 recycle their oldest pages instead of taking more memory.
+
+Not memory but time: :func:`settle_heap` takes what a process builds at start-up
+out of the garbage collector's full collections.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sqlite3
 from typing import Any
 
@@ -93,3 +97,17 @@ def bound_sqlite(limit: int) -> int:
 def sqlite_memory() -> int | None:
     """Bytes SQLite holds now in this process (all connections), or None if unknown."""
     return None if _SQLITE is None else int(_SQLITE.sqlite3_memory_used())
+
+
+def settle_heap() -> int:
+    """Move every object alive now (modules, the app, its schemas: some 140k) out of the
+    garbage collector's sight, once a process is set up, and return how many.
+
+    A full collection visits every tracked object: 95 ms here for a started service,
+    paid by whichever request triggers it. Objects made at start-up live as long as the
+    process, so visiting them finds nothing; frozen, a full collection visits only what
+    came later.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

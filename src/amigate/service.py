@@ -36,7 +36,7 @@ from amigate.drivers.dlt645 import Dlt645Client
 from amigate.drivers.modbus import ModbusBus, ModbusMeter
 from amigate.errors import AmigateError, StorageUnavailable
 from amigate.fleet import BusConfig, Fleet
-from amigate.memory import bound_sqlite, trim
+from amigate.memory import bound_sqlite, settle_heap, trim
 from amigate.meter_cache import load_meters, save_meters
 from amigate.meter_models import MeterModel
 from amigate.metrics import DayCompleteness, Metrics
@@ -243,6 +243,7 @@ class Service:
                                 sqlite_cache_kib=self.settings.sqlite_cache_mb << 10)  # fmt: skip
         app = create_app(self.settings, readers, metrics=self.metrics, readiness=self.readiness)
         server = UvicornServer(uvicorn_config(app, self.settings))
+        settle_heap()
         api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         helpers.start()
         self._api_processes = helpers

@@ -258,7 +258,7 @@ def serve_process(
     """An API process: serve the app over database ``url`` on ``address`` (shared with the
     service) until SIGTERM or the service's end."""
     from amigate.api.app import create_app
-    from amigate.memory import bound_allocator, bound_sqlite
+    from amigate.memory import bound_allocator, bound_sqlite, settle_heap
     from amigate.storage.engine import open_readers
 
     logging.basicConfig(level=settings.log_level,
@@ -271,6 +271,7 @@ def serve_process(
     link = ServiceLink(pipe)
     app = create_app(settings, engine, metrics=link, readiness=link.readiness)
     server = UvicornServer(uvicorn_config(app, settings))
+    settle_heap()
     service = os.getppid()
     # The service decides when to stop: SIGTERM from it ends this process gracefully; a
     # Ctrl-C in the terminal reaches the service, which then stops this one.
