@@ -303,7 +303,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--requests", type=int, default=25, help="per client, per measurement")
+    parser.add_argument("--requests", type=int, default=50, help="per client, per measurement")
     parser.add_argument("--batches", type=int, default=2, help="batch requests per client")
     parser.add_argument("--pg-url", default=os.environ.get("AMIGATE_BENCH_PG_URL", DEFAULT_PG))
     parser.add_argument(
