@@ -208,6 +208,12 @@ class Settings(BaseSettings):
         default=8, ge=1, le=100,
         description="database connections the API keeps open, apart from collection's",
     )
+    api_sqlite_mmap_mb: int = Field(
+        default=1024, ge=0, le=65536,
+        description="API processes (api_processes above 1) read this much of a SQLite "
+        "database through a memory map instead of copying pages into their caches "
+        "(0: never); the service's own process never maps it",
+    )
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="largest request body the API accepts (bytes)"
     )

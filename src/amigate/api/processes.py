@@ -267,7 +267,8 @@ def serve_process(
     bound_allocator()
     bound_sqlite(settings.sqlite_heap_mb << 20)
     engine = open_readers(url, connections=settings.api_connections,
-                          sqlite_cache_kib=settings.sqlite_cache_mb << 10)  # fmt: skip
+                          sqlite_cache_kib=settings.sqlite_cache_mb << 10,
+                          sqlite_mmap_mib=settings.api_sqlite_mmap_mb)  # fmt: skip
     link = ServiceLink(pipe)
     app = create_app(settings, engine, metrics=link, readiness=link.readiness)
     server = UvicornServer(uvicorn_config(app, settings))

@@ -117,11 +117,29 @@ def reader_engine(engine: Engine, *, connections: int, sqlite_cache_kib: int) ->
                         connections=connections, sqlite_cache_kib=sqlite_cache_kib)  # fmt: skip
 
 
-def open_readers(url: str, *, connections: int, sqlite_cache_kib: int) -> Engine:
+def open_readers(
+    url: str, *, connections: int, sqlite_cache_kib: int, sqlite_mmap_mib: int = 0
+) -> Engine:
     """An engine for the API's reads of ``url`` (see :func:`reader_engine`), not checked:
-    a service may start while its database is away."""
-    return make_engine(url, check=False, sqlite_cache_kib=sqlite_cache_kib,
-                       pool_size=connections, max_overflow=connections)  # fmt: skip
+    a service may start while its database is away.
+
+    With ``sqlite_mmap_mib``, SQLite reads up to that much of the file through a memory
+    map: pages come from the kernel's page cache without a copy into each connection's
+    own cache, which a small cache cannot hold for a batch (a 1,000-meter determinant
+    batch reads 120k rows of day totals: 20 % less CPU mapped). Mapped pages count in
+    the process's RSS (RssFile) though the kernel can reclaim them, and a failing disk
+    read then ends the process (SIGBUS) instead of failing one query: API processes map,
+    the service does not.
+    """
+    engine = make_engine(url, check=False, sqlite_cache_kib=sqlite_cache_kib,
+                         pool_size=connections, max_overflow=connections)  # fmt: skip
+    if engine.dialect.name == "sqlite" and sqlite_mmap_mib > 0:
+        event.listen(engine, "connect", partial(_sqlite_mmap, size=sqlite_mmap_mib << 20))
+    return engine
+
+
+def _sqlite_mmap(dbapi_connection: Any, _record: Any, *, size: int) -> None:
+    dbapi_connection.execute(f"PRAGMA mmap_size={int(size)}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, cache_kib: int) -> None:
