@@ -107,7 +107,7 @@ class _Values(dict[str, str]):
     repeat: at DL/T 645's 0.01 kWh a household's intervals take a few hundred values."""
 
     def __missing__(self, key: str) -> str:
-        if len(self) > 100_000:  # about 10 MB at most
+        if len(self) > 20_000:  # about 3 MB at most
             self.clear()
         found = self[key] = "null" if key == "n" else f'"{micro(int(key))}"'
         return found
@@ -119,7 +119,7 @@ _HEADS, _TAILS, _VALUES = _Heads(), _Tails(), _Values()
 def plain_intervals(columns: PlainColumns) -> list[str]:
     """``IntervalOut`` documents of version-1 intervals: the same text :func:`interval`
     writes, put together from looked-up pieces without a Python step per interval (the
-    loops run in C: 2,880 intervals in about 1.5 ms instead of 4)."""
+    loops run in C: 2,880 intervals in about 2 ms instead of 4)."""
     heads = map(_HEADS.__getitem__, zip(columns.start, columns.duration_s, strict=True))
     values = map(_VALUES.__getitem__, columns.value)
     tails = map(_TAILS.__getitem__, zip(columns.quality, columns.source, strict=True))
