@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     api_processes: int = Field(
         default=1, ge=1, le=64,
         description="processes serving the API on its port: 1 is the service's own; more "
-        "add API processes beside it, so billing reads use more CPUs",
+        "are API processes beside it (the service then only holds the port), so billing "
+        "reads use more CPUs and take none from the buses",
     )
     api_connections: int = Field(
         default=8, ge=1, le=100,
@@ -212,7 +213,7 @@ class Settings(BaseSettings):
         default=1024, ge=0, le=65536,
         description="API processes (api_processes above 1) read this much of a SQLite "
         "database through a memory map instead of copying pages into their caches "
-        "(0: never); the service's own process never maps it",
+        "(0: never); the service serving the API itself never maps it",
     )
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="largest request body the API accepts (bytes)"

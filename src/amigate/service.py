@@ -3,10 +3,11 @@
 :class:`Service` registers the fleet's meters in the database (new ones are added,
 known ones keep their ids), opens every bus and reads all of them concurrently,
 while uvicorn serves the API (``/healthz``, ``/readyz``, ``/metrics``) in the same
-event loop; with ``api_processes`` above 1, API processes beside it serve the same
-port too (``amigate.api.processes``). SIGINT or SIGTERM stops it gracefully: each
-worker ends after the meter it is reading (and stores that cycle), the API and its
-processes stop, drivers close; the caller disposes of the engine.
+event loop; with ``api_processes`` above 1, API processes beside it serve the port
+instead (``amigate.api.processes``), and billing reads take no CPU from the buses.
+SIGINT or SIGTERM stops it gracefully: each worker ends after the meter it is
+reading (and stores that cycle), the API and its processes stop, drivers close; the
+caller disposes of the engine.
 
 Meters added with ``amigate meters add`` on a bus of the fleet are read as well;
 retired meters are not.
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from amigate.api import create_app
-from amigate.api.processes import ApiProcesses, UvicornServer, bind, uvicorn_config
+from amigate.api.processes import ApiProcesses, UvicornServer, bind, listening, uvicorn_config
 from amigate.clocks import ClockPolicy
 from amigate.codecs import Dlt645Version
 from amigate.config import Settings
@@ -233,18 +234,21 @@ class Service:
             self.settings, self.store.engine.url.render_as_string(hide_password=False),
             (self.host, self.port), render=self.metrics.render, readiness=self.readiness,
         )  # fmt: skip
-        sock = bind(self.host, self.port, shared=self.settings.api_processes > 1)
+        here = self.settings.api_processes == 1  # else the API processes serve (it holds the port)
+        sock = bind(self.host, self.port, shared=not here, listen=here)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         sqlite_limit = bound_sqlite(self.settings.sqlite_heap_mb << 20)
         loop.set_default_executor(ThreadPoolExecutor(_WORKER_THREADS, thread_name_prefix="amigate"))
-        readers = reader_engine(self.store.engine, connections=self.settings.api_connections,
-                                sqlite_cache_kib=self.settings.sqlite_cache_mb << 10)  # fmt: skip
-        app = create_app(self.settings, readers, metrics=self.metrics, readiness=self.readiness)
-        server = UvicornServer(uvicorn_config(app, self.settings))
-        settle_heap()
-        api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
+        readers, server, api = self.store.engine, None, None
+        if here:
+            readers = reader_engine(self.store.engine, connections=self.settings.api_connections,
+                                    sqlite_cache_kib=self.settings.sqlite_cache_mb << 10)
+            app = create_app(self.settings, readers, metrics=self.metrics,
+                             readiness=self.readiness)  # fmt: skip
+            server = UvicornServer(uvicorn_config(app, self.settings))
+            api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         helpers.start()
         self._api_processes = helpers
         try:
@@ -257,13 +261,14 @@ class Service:
                 self._validation = asyncio.create_task(self._validate_loop(), name="validation")
             if self.settings.day_totals_every_minutes:
                 self._totals = asyncio.create_task(self._totals_loop(), name="day totals")
-            # uvicorn offers no event for "listening"
-            while not server.started and not api.done():  # noqa: ASYNC110
+            # neither uvicorn nor the API processes offer an event for "listening"
+            while not listening(server, api, helpers) and not self._stop.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-            if server.started and self._on_ready is not None:
+            if listening(server, api, helpers) and self._on_ready is not None:
                 self._on_ready()
             stopper = asyncio.create_task(self._stop.wait())
-            await asyncio.wait({api, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waited = {t for t in (api, stopper) if t is not None}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
         finally:
             _LOG.info("stopping: workers finish the meter they are reading")
@@ -273,9 +278,10 @@ class Service:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await self._stop_buses()
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await api
+            if server is not None and api is not None:
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await api
             await asyncio.to_thread(helpers.stop)
             sock.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -293,8 +299,7 @@ class Service:
         made; it runs every minute because cyclic garbage of the cycles otherwise
         waits for the rare oldest-generation collection, tens of MB later.
         """
-        gc.collect()
-        gc.freeze()
+        settle_heap()
         try:
             while not self._stop.is_set():
                 await asyncio.sleep(_TRIM_S)

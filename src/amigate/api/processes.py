@@ -1,13 +1,14 @@
 """Serving the API from the service: on its port, from one process or several.
 
-The service binds the API's port itself and serves it with uvicorn. With
-``api_processes`` above 1 it also starts that many minus one *API processes*:
-each listens on the same port (a socket of its own, ``SO_REUSEPORT``) and answers
-with an app of its own, over database connections of its own, so billing reads
-use more than one CPU (one Python process uses one). They are spawned, not
+The service binds the API's port itself and, with ``api_processes`` = 1, serves it
+with uvicorn in its own event loop. With ``api_processes`` above 1 it starts that
+many *API processes* instead and only holds the port (bound, not listening): each
+process listens on the same port (a socket of its own, ``SO_REUSEPORT``) and answers
+with an app of its own, over database connections of its own, so billing reads use
+more than one CPU (one Python process uses one) and take none from the buses. They are spawned, not
 forked: the service runs threads. Serving HTTP only, they run on uvloop's event
 loop (uvicorn picks it when installed), which spends less CPU a request than
-asyncio's; the service keeps asyncio's loop for its buses. (A port opened this
+asyncio's. (A port opened this
 way can also be joined by another service of the same user started with
 ``api_processes`` above 1, instead of refusing it as in use.)
 
@@ -59,13 +60,14 @@ class UvicornServer(uvicorn.Server):
         yield
 
 
-def bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
+def bind(host: str, port: int, *, shared: bool = False, listen: bool = True) -> socket.socket:
     """A listening socket of the API on ``host``:``port``.
 
     With ``shared`` (several API processes) it is opened with ``SO_REUSEPORT``: each
     process listens on a socket of its own on the same port and the kernel spreads
     new connections over them. (One socket accepted by all would not spread them: the
-    first process to wake accepts every connection waiting.)
+    first process to wake accepts every connection waiting.) Without ``listen`` the
+    socket only holds the port: the kernel gives it no connections.
 
     Raises:
         PortUnavailable: the address cannot be bound (in use, or not this machine's).
@@ -80,11 +82,20 @@ def bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise PortUnavailable(f"the API cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
+
+
+def listening(server: uvicorn.Server | None, task: Any, processes: ApiProcesses) -> bool:
+    """Whether the API is served: by ``server`` (run by ``task``) in the service's own loop,
+    or by every API process."""
+    if server is not None:
+        return bool(server.started) or task.done()
+    return processes.missing() is None
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
@@ -102,12 +113,13 @@ class ApiProcesses:
         self, settings: Settings, url: str, address: tuple[str, int], *,
         render: Callable[[], bytes], readiness: Readiness,
     ) -> None:  # fmt: skip
-        """Prepare ``settings.api_processes - 1`` processes (started by :meth:`start`).
+        """Prepare ``settings.api_processes`` processes when above 1 (started by
+        :meth:`start`); none when the service serves the API itself.
 
         Args:
             settings: the service's settings (the processes use the same).
             url: the service's database.
-            address: the API's host and port (the service listens there, shared).
+            address: the API's host and port (the service holds it, shared).
             render: the service's metrics in Prometheus text format.
             readiness: the service's readiness.
         """
@@ -116,7 +128,7 @@ class ApiProcesses:
         self.address = address
         self.render = render
         self.readiness = readiness
-        self.count = settings.api_processes - 1
+        self.count = settings.api_processes if settings.api_processes > 1 else 0
         parsed = make_url(url)
         if self.count and parsed.get_backend_name() == "sqlite" and parsed.database in (
             None, "", ":memory:"

@@ -129,7 +129,7 @@ def open_readers(
     batch reads 120k rows of day totals: 20 % less CPU mapped). Mapped pages count in
     the process's RSS (RssFile) though the kernel can reclaim them, and a failing disk
     read then ends the process (SIGBUS) instead of failing one query: API processes map,
-    the service does not.
+    the service serving the API itself does not.
     """
     engine = make_engine(url, check=False, sqlite_cache_kib=sqlite_cache_kib,
                          pool_size=connections, max_overflow=connections)  # fmt: skip
