@@ -17,7 +17,9 @@ service's own upkeep is switched off while measuring.
 Targets: p99 <= 25 ms for the series and the determinant; <= 2 s for the batch.
 Each line also prints the CPU time per request of the server process and of the
 whole machine (server, database, clients), which bounds the latency: with 8
-clients on C CPUs, a request waits about 8 x machine CPU / C.
+clients on C CPUs, a request waits about 8 x machine CPU / C. On a virtual machine
+it also prints the share of the CPUs its host gave to others meanwhile ("stolen"):
+a run with much of it measures the host, not amigate.
 
     python bench/api.py [--meters N] [--days N] [--requests N] [--batches N]
                         [--processes N] [--clients N] [--pg-url URL]
@@ -175,13 +177,21 @@ class Http:
         self._conn.close()
 
 
+def _stolen_seconds() -> float:
+    """CPU time the host of this virtual machine gave to others while it wanted to run
+    (``steal`` in ``/proc/stat``, all CPUs): runs with much of it measure the host."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pid: int | None = None) -> float:
     """CPU time (user + system) of process ``pid`` and its child processes (the service's
-    API processes), or of the whole machine when None (Linux ``/proc``)."""
+    API processes), or of the whole machine when None (Linux ``/proc``; without the time
+    a virtual machine's CPUs were taken by its host: see :func:`_stolen_seconds`)."""
     tick = os.sysconf("SC_CLK_TCK")
     if pid is None:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+        return (sum(fields[:7]) - fields[3] - fields[4]) / tick  # all but idle and iowait
     total = 0
     for stat_file in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -225,7 +235,8 @@ def measure(
     procs = [context.Process(target=client, args=(i,)) for i in range(CLIENTS)]
     for p in procs:
         p.start()
-    served, machine = _cpu_seconds(server), _cpu_seconds()
+    served, machine, stolen = _cpu_seconds(server), _cpu_seconds(), _stolen_seconds()
+    started = time.perf_counter()
     latencies: list[float] = []
     errors = []
     for _ in procs:
@@ -234,6 +245,7 @@ def measure(
         if error is not None:
             errors.append(error)
     served, machine = _cpu_seconds(server) - served, _cpu_seconds() - machine
+    stolen = (_stolen_seconds() - stolen) / (time.perf_counter() - started) / (os.cpu_count() or 1)
     for p in procs:
         p.join()
     if errors:
@@ -243,7 +255,7 @@ def measure(
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
     print(f"  {label:<36} n={len(ms):>4}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms   CPU per "
           f"request: server {served / len(ms) * 1e3:6.2f} ms, machine "
-          f"{machine / len(ms) * 1e3:6.2f} ms")  # fmt: skip
+          f"{machine / len(ms) * 1e3:6.2f} ms; stolen {stolen:4.0%}")  # fmt: skip
     return ms
 
 

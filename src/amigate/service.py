@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from amigate.api import create_app
-from amigate.api.processes import ApiProcesses, UvicornServer, bind, listening, uvicorn_config
+from amigate.api.processes import ApiProcesses, UvicornServer, bind, until_listening, uvicorn_config
 from amigate.clocks import ClockPolicy
 from amigate.codecs import Dlt645Version
 from amigate.config import Settings
@@ -261,10 +261,7 @@ class Service:
                 self._validation = asyncio.create_task(self._validate_loop(), name="validation")
             if self.settings.day_totals_every_minutes:
                 self._totals = asyncio.create_task(self._totals_loop(), name="day totals")
-            # neither uvicorn nor the API processes offer an event for "listening"
-            while not listening(server, api, helpers) and not self._stop.is_set():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            if listening(server, api, helpers) and self._on_ready is not None:
+            if await until_listening(server, api, helpers, self._stop) and self._on_ready:
                 self._on_ready()
             stopper = asyncio.create_task(self._stop.wait())
             waited = {t for t in (api, stopper) if t is not None}

@@ -5,12 +5,12 @@ with uvicorn in its own event loop. With ``api_processes`` above 1 it starts tha
 many *API processes* instead and only holds the port (bound, not listening): each
 process listens on the same port (a socket of its own, ``SO_REUSEPORT``) and answers
 with an app of its own, over database connections of its own, so billing reads use
-more than one CPU (one Python process uses one) and take none from the buses. They are spawned, not
-forked: the service runs threads. Serving HTTP only, they run on uvloop's event
-loop (uvicorn picks it when installed), which spends less CPU a request than
-asyncio's. (A port opened this
-way can also be joined by another service of the same user started with
-``api_processes`` above 1, instead of refusing it as in use.)
+more than one CPU (one Python process uses one) and take none from the buses. They
+are spawned, not forked: the service runs threads. Serving HTTP only, they run on
+uvloop's event loop (uvicorn picks it when installed), which spends less CPU a
+request than asyncio's. (A port opened this way can also be joined by another
+service of the same user started with ``api_processes`` above 1, instead of
+refusing it as in use.)
 
 ``/metrics`` and ``/readyz`` in an API process ask the service over a pipe, since
 the collection metrics and the bus workers live there. An API process that dies
@@ -21,6 +21,7 @@ each to finish its requests (SIGTERM) and waits for it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -90,12 +91,20 @@ def bind(host: str, port: int, *, shared: bool = False, listen: bool = True) -> 
     return sock
 
 
-def listening(server: uvicorn.Server | None, task: Any, processes: ApiProcesses) -> bool:
-    """Whether the API is served: by ``server`` (run by ``task``) in the service's own loop,
-    or by every API process."""
-    if server is not None:
-        return bool(server.started) or task.done()
-    return processes.missing() is None
+async def until_listening(
+    server: uvicorn.Server | None, task: Any, processes: ApiProcesses, stop: asyncio.Event
+) -> bool:
+    """Wait until the API is served: by ``server`` (run by ``task``) in the service's own
+    loop, or by every API process (neither offers an event for it). False when the server
+    ended first or ``stop`` was set."""
+    while True:
+        if server is not None and (server.started or task.done()):
+            return bool(server.started)
+        if server is None and processes.missing() is None:
+            return True
+        if stop.is_set():
+            return False
+        await asyncio.sleep(0.01)
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
