@@ -38,6 +38,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy.engine import make_url
 
+from amigate.api.app import Readiness
 from amigate.config import Settings
 from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
 
@@ -47,10 +48,6 @@ _STOP_WAIT_S = 15.0
 _RESTART_MIN_S = 1.0
 _RESTART_MAX_S = 60.0
 _STABLE_S = 60.0  # a process that served this long restarts at once
-
-#: ``(ready, what is missing)`` of the service.
-Readiness = Callable[[], tuple[bool, str]]
-
 
 class UvicornServer(uvicorn.Server):
     """uvicorn without its own signal handling: the service owns SIGINT and SIGTERM."""
@@ -116,7 +113,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
 
 
 class ApiProcesses:
-    """The extra API processes of a service, and the answers they ask it for."""
+    """The API processes of a service (``api_processes`` above 1), and the answers they
+    ask it for."""
 
     def __init__(
         self, settings: Settings, url: str, address: tuple[str, int], *,
@@ -195,7 +193,7 @@ class ApiProcesses:
         theirs.close()
         threading.Thread(target=self._answer, args=(ours, process.pid),
                          name=f"{process.name} pipe", daemon=True).start()  # fmt: skip
-        _LOG.info("API process %d of %d started (pid %s)", number + 2, self.count + 1, process.pid)
+        _LOG.info("API process %d of %d started (pid %s)", number + 1, self.count, process.pid)
         return process
 
     def _answer(self, pipe: Connection, pid: int | None) -> None:
