@@ -104,9 +104,9 @@ def settle_heap() -> int:
     garbage collector's sight, once a process is set up, and return how many.
 
     A full collection visits every tracked object: 95 ms here for a started API
-    process, paid by whichever request triggers it. Objects made at start-up live as long as the
-    process, so visiting them finds nothing; frozen, a full collection visits only what
-    came later.
+    process, paid by whichever request triggers it. Objects made at start-up live as
+    long as the process, so visiting them finds nothing; frozen, a full collection
+    visits only what came later.
     """
     gc.collect()
     gc.freeze()

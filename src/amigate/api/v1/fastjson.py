@@ -64,18 +64,6 @@ def interval(row: SeriesRow) -> str:
                    f'"recorded_at":{recorded}}}')  # fmt: skip
 
 
-_ISO_EPOCH: dict[int, str] = {}
-
-
-def _iso_epoch(seconds: int) -> str:
-    found = _ISO_EPOCH.get(seconds)
-    if found is None:
-        if len(_ISO_EPOCH) > 50_000:
-            _ISO_EPOCH.clear()
-        found = _ISO_EPOCH[seconds] = iso(datetime.fromtimestamp(seconds, UTC))
-    return found
-
-
 class _Heads(dict[tuple[str, str], str]):
     """The text of a version-1 interval before its value, by (epoch start, duration_s)
     (shared by every meter's series)."""
@@ -83,10 +71,9 @@ class _Heads(dict[tuple[str, str], str]):
     def __missing__(self, key: tuple[str, str]) -> str:
         if len(self) > 10_000:  # three months of 15-minute slots; about 2 MB
             self.clear()
-        ts, duration_s = int(key[0]), int(key[1])
-        found = self[key] = (
-            f'{{"start":"{_iso_epoch(ts)}","end":"{_iso_epoch(ts + duration_s)}","value":'
-        )
+        start = datetime.fromtimestamp(int(key[0]), UTC)
+        end = start + timedelta(seconds=int(key[1]))
+        found = self[key] = f'{{"start":"{iso(start)}","end":"{iso(end)}","value":'
         return found
 
 
