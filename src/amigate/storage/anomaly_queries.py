@@ -11,15 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, func, or_, select
+from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
 from amigate.domain import AnomalyStatus, Quality, Source
 from amigate.errors import StorageError
+from amigate.storage.driver_rows import fetch
 from amigate.storage.engine import connected, translate_errors
 from amigate.storage.feed_queries import record_sqlite
-from amigate.storage.id_lists import DIALECTS, ids_match
-from amigate.storage.ingest import utcnow
+from amigate.storage.id_lists import ids_text
+from amigate.storage.ingest import time_encoder, utcnow
 from amigate.storage.models import AnomalyRow, IntervalRow, IntervalVersionRow, MeterRow
 from amigate.storage.types import to_epoch
 
@@ -76,15 +77,11 @@ def anomaly(engine: Engine, anomaly_id: int) -> AnomalyRow | None:
         return row
 
 
-_A = AnomalyRow
-_OPEN_OVERLAPPING = {  # built once per dialect: a determinant runs it
-    dialect: select(_A.meter_id, _A.id).where(
-        ids_match(_A.meter_id, dialect), _A.status.in_(_UNRESOLVED),
-        _A.start_at < bindparam("end", type_=_A.start_at.type),
-        or_(_A.end_at.is_(None), _A.end_at > bindparam("start", type_=_A.end_at.type)),
-    ).order_by(_A.id)
-    for dialect in DIALECTS
-}  # fmt: skip
+_OPEN_OVERLAPPING = (  # a determinant runs it
+    "SELECT meter_id, id FROM anomalies WHERE meter_id IN :ids "
+    f"AND status IN ({', '.join(repr(s) for s in _UNRESOLVED)}) "
+    "AND start_at < :end AND (end_at IS NULL OR end_at > :start) ORDER BY id"
+)
 
 
 def open_anomalies(
@@ -92,11 +89,13 @@ def open_anomalies(
 ) -> dict[int, list[int]]:
     """Per meter, ids of unresolved anomalies overlapping ``[start, end)``."""
     out: dict[int, list[int]] = {}
-    params = {"ids": list(meter_ids), "start": start, "end": end}
+    encode = time_encoder(engine)
+    params = {"ids": list(meter_ids), "start": encode(start), "end": encode(end)}
     with connected(engine) as conn:
-        for meter_id, ident in conn.execute(_OPEN_OVERLAPPING[engine.dialect.name], params):
-            if meter_id is not None:
-                out.setdefault(meter_id, []).append(ident)
+        found = fetch(conn, ids_text(engine, _OPEN_OVERLAPPING), params)
+    for meter_id, ident in found:
+        if meter_id is not None:
+            out.setdefault(meter_id, []).append(ident)
     return out
 
 

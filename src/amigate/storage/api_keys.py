@@ -13,13 +13,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from amigate.errors import ConfigError, StorageError
-from amigate.storage.engine import translate_errors
+from amigate.storage.driver_rows import fetch
+from amigate.storage.engine import connected, translate_errors
 from amigate.storage.ingest import utcnow
 from amigate.storage.models import ApiKeyRow
+from amigate.storage.types import stored_time
 
 #: The scopes a key can carry; ``admin`` implies every other one, the others are
 #: independent (a billing system usually holds ``read`` and ``billing``).
@@ -64,10 +66,10 @@ def _key(row: ApiKeyRow) -> ApiKey:
     )  # fmt: skip
 
 
-_BY_PREFIX = select(  # built once: every request runs it
-    ApiKeyRow.id, ApiKeyRow.name, ApiKeyRow.prefix, ApiKeyRow.key_hash, ApiKeyRow.scopes,
-    ApiKeyRow.created_at, ApiKeyRow.revoked_at,
-).where(ApiKeyRow.prefix == bindparam("prefix"))
+_BY_PREFIX = text(  # every request runs it: on the driver's cursor (see driver_rows)
+    "SELECT id, name, key_hash, scopes, created_at, revoked_at FROM api_keys "
+    "WHERE prefix = :prefix"
+)
 
 
 class ApiKeys:
@@ -126,14 +128,14 @@ class ApiKeys:
         prefix = _parse(key)
         if prefix is None:
             return None
-        with translate_errors(self.engine), self.engine.connect() as conn:
-            row = conn.execute(_BY_PREFIX, {"prefix": prefix}).first()
-        if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
+        with connected(self.engine) as conn:
+            found = fetch(conn, _BY_PREFIX, {"prefix": prefix})
+        if not found:
             return None
-        if row.revoked_at is not None:
+        ident, name, key_hash, scopes, created_at, revoked_at = found[0]
+        if not hmac.compare_digest(key_hash, _hash(key)) or revoked_at is not None:
             return None
         return ApiKey(
-            id=row.id, name=row.name, prefix=row.prefix,
-            scopes=tuple(s for s in row.scopes.split(",") if s), created_at=row.created_at,
-            revoked_at=None,
+            id=ident, name=name, prefix=prefix, scopes=tuple(s for s in scopes.split(",") if s),
+            created_at=stored_time(created_at), revoked_at=None,
         )  # fmt: skip

@@ -11,14 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Engine, case, func, select, text
+from sqlalchemy import Engine, TextClause, case, func, select, text
 from sqlalchemy.orm import Session
 
 from amigate.domain import Quality
+from amigate.storage.driver_rows import fetch
 from amigate.storage.engine import connected, translate_errors
-from amigate.storage.id_lists import DIALECTS, ids_match, ids_text
+from amigate.storage.id_lists import ids_match, ids_text
 from amigate.storage.ingest import time_encoder
 from amigate.storage.models import (
     ChannelRow,
@@ -27,6 +29,7 @@ from amigate.storage.models import (
     MeterRow,
     RegisterReadRow,
 )
+from amigate.storage.types import exact_decimal
 
 Version = Literal["latest", "original", "all"]
 
@@ -138,19 +141,12 @@ class MeterRatios(NamedTuple):
     pt_ratio: Decimal
 
 
-_RATIOS = {
-    dialect: select(MeterRow.id, MeterRow.ct_ratio, MeterRow.pt_ratio).where(
-        ids_match(MeterRow.id, dialect)
-    )
-    for dialect in DIALECTS
-}
-
-
 def existing_meters(engine: Engine, meter_ids: Sequence[int]) -> dict[int, MeterRatios]:
     """The meters among ``meter_ids`` that exist, with their ratios."""
+    query = ids_text(engine, "SELECT id, ct_ratio, pt_ratio FROM meters WHERE id IN :ids")
     with connected(engine) as conn:
-        found = conn.execute(_RATIOS[engine.dialect.name], {"ids": list(meter_ids)})
-        return {r[0]: MeterRatios(*r) for r in found}
+        found = fetch(conn, query, {"ids": list(meter_ids)})
+    return {m: MeterRatios(m, exact_decimal(ct), exact_decimal(pt)) for m, ct, pt in found}
 
 
 def collection_health(
@@ -284,25 +280,34 @@ def plain_series(
     """
     encode = time_encoder(engine)
     low = start if after is None else max(start, after)
-    window = "meter_id = :m AND channel_id = :c AND ts >= :lo AND ts < :hi"
-    params: dict[str, Any] = {"m": meter_id, "c": cid, "lo": encode(low), "hi": encode(end)}
-    rows = f"SELECT ts, duration_s, value, quality, source FROM intervals WHERE {window}"
-    if after is not None:  # version 1 sorts first: the one at the cursor's start is behind it
-        rows += " AND ts > :after"
+    params: dict[str, Any] = {"m": meter_id, "c": cid, "lo": encode(low), "hi": encode(end),
+                              "n": int(limit) + 1}  # fmt: skip
+    if after is not None:
         params["after"] = encode(after)
-    rows += f" ORDER BY ts LIMIT {int(limit) + 1}"
-    with translate_errors(engine), engine.connect() as conn:
-        if not original:
-            probe = f"SELECT 1 FROM interval_versions WHERE {window} LIMIT 1"
-            if conn.execute(text(probe), params).first() is not None:
-                return None
-        found = conn.execute(text(_COLUMNS[engine.dialect.name].format(rows=rows)), params).one()
+    probe, columns_of = _plain_statements(engine.dialect.name, after is not None)
+    with connected(engine) as conn:
+        if not original and fetch(conn, probe, params):
+            return None
+        found = fetch(conn, columns_of, params)[0]
     if not found[0]:
         return PlainColumns([], [], [], [], []), False
     columns = in_start_order(PlainColumns(*(str(c).split(",") for c in found[1:])))
     if len(columns.start) > limit:
         return PlainColumns(*(c[:limit] for c in columns)), True
     return columns, False
+
+
+@lru_cache(maxsize=8)
+def _plain_statements(dialect: str, after: bool) -> tuple[TextClause, TextClause]:
+    """The statements of :func:`plain_series`: whether a later version starts in the range,
+    and the version-1 columns (after a cursor's start or not)."""
+    window = "meter_id = :m AND channel_id = :c AND ts >= :lo AND ts < :hi"
+    rows = f"SELECT ts, duration_s, value, quality, source FROM intervals WHERE {window}"
+    if after:  # version 1 sorts first: the one at the cursor's start is behind it
+        rows += " AND ts > :after"
+    rows += " ORDER BY ts LIMIT :n"
+    probe = text(f"SELECT 1 FROM interval_versions WHERE {window} LIMIT 1")
+    return probe, text(_COLUMNS[dialect].format(rows=rows))
 
 
 def in_start_order(columns: PlainColumns) -> PlainColumns:
@@ -416,7 +421,7 @@ def batch_series(
     later: dict[int, list[SeriesRow]] = {}
     params = {"ids": ids, "c": cid, "lo": encode(start), "hi": encode(end)}
     with connected(engine) as conn:
-        for m, ts, d, val, q, s in conn.execute(q1, params).all():
+        for m, ts, d, val, q, s in fetch(conn, q1, params):
             out[m].append(SeriesRow(decode(ts), 1, d, val, q, s))
         for r in conn.execute(q2.order_by(v.meter_id, v.ts, v.version), {"ids": ids}).all():
             later.setdefault(r[0], []).append(SeriesRow(aware(r[1]), *r[2:9], aware(r[9]), *r[10:]))
@@ -453,8 +458,8 @@ def _boundary_reads(
     encode, decode = time_encoder(engine), time_decoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(low), "hi": encode(high)}
     with connected(engine) as conn:
-        return {
-            m: ReadRow(decode(at), value, decode(collected), source, offset)
-            for m, at, value, collected, source, offset
-            in conn.execute(ids_text(engine, query), params)
-        }
+        found = fetch(conn, ids_text(engine, query), params)
+    return {
+        m: ReadRow(decode(at), value, decode(collected), source, offset)
+        for m, at, value, collected, source, offset in found
+    }

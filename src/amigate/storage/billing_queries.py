@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from amigate.domain import Quality
+from amigate.storage.driver_rows import fetch
 from amigate.storage.engine import connected
 from amigate.storage.id_lists import ids_text
 from amigate.storage.ingest import time_encoder
@@ -71,7 +72,7 @@ def versioned_meters(
     )  # fmt: skip
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
     with connected(engine) as conn:
-        return {int(r[0]) for r in conn.execute(query, params).all()}
+        return {int(r[0]) for r in fetch(conn, query, params)}
 
 
 def period_groups(
@@ -140,7 +141,7 @@ def period_groups(
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end)}
     out = []
     with connected(engine) as conn:
-        for row in conn.execute(query, params).all():
+        for row in fetch(conn, query, params):
             m, p, e, n, miss, est, est_e, cov, peak = row[:9]
             at = from_stored(row[9]) if peak is not None else None
             out.append(Group(int(m), int(p), int(e), int(n), int(miss), int(est), int(est_e),

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, text
 
 from amigate.storage.billing_queries import ESTIMATED_SQL, MISSING, Group, epoch_sql, period_case
+from amigate.storage.driver_rows import fetch
 from amigate.storage.engine import connected, translate_errors
 from amigate.storage.id_lists import ids_text
 from amigate.storage.ingest import time_encoder
@@ -199,7 +200,7 @@ def read_groups(
         if engine.dialect.name == "postgresql" and len(meter_ids) > 50:
             # a batch groups ~120k rows: hash them in memory
             conn.execute(text("SET LOCAL work_mem = '64MB'"))
-        rows = conn.execute(query, params).all()
+        rows = fetch(conn, query, params)
     sqlite = engine.dialect.name == "sqlite"
     days_with: dict[int, dict[int, int]] = {}
     out = []

@@ -49,8 +49,11 @@ class UtcTimestamp(TypeDecorator[datetime]):
 def from_stored(value: object) -> datetime | None:
     """A stored time as an aware UTC datetime: epoch seconds (SQLite) or a datetime
     (PostgreSQL), as raw SQL returns them; None stays None."""
-    if value is None:
-        return None
+    return None if value is None else stored_time(value)
+
+
+def stored_time(value: object) -> datetime:
+    """A stored time that cannot be null, as :func:`from_stored` reads it."""
     if isinstance(value, int):
         return datetime.fromtimestamp(value, UTC)
     assert isinstance(value, datetime)
@@ -82,6 +85,10 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         """Read the decimal back."""
-        if value is None:
-            return None
-        return Decimal(value).normalize() if not isinstance(value, Decimal) else value.normalize()
+        return None if value is None else exact_decimal(value)
+
+
+def exact_decimal(value: str | Decimal) -> Decimal:
+    """A stored exact decimal (its text on SQLite, NUMERIC on PostgreSQL) as raw SQL
+    returns it, read back as ``ExactDecimal`` does."""
+    return (value if isinstance(value, Decimal) else Decimal(value)).normalize()
