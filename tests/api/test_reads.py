@@ -150,6 +150,34 @@ def test_the_fast_series_writes_what_the_model_writes(api: Api) -> None:
     assert _all_pages(api, f"/v1/meters/{meter}/intervals", **rng, limit=2) == expected
 
 
+def test_regular_and_broken_runs_write_what_the_model_writes(api: Api) -> None:
+    """A series read every interval (one start every 15 minutes, one quality and source)
+    takes shared heads and one tail; one broken by a different quality, or by a gap, is
+    written piece by piece. Each document equals the model's, whole and from any page."""
+    regular, odd_quality, gapped = (add_meter(api.store, f"{i:012d}") for i in (11, 12, 13))
+    values = [D(f"{i}.{i:02d}") for i in range(1, 9)]
+    for meter in (regular, odd_quality):
+        add_series(api.store, meter, JAN1, list(values))
+    add_series(api.store, gapped, JAN1, values[:3])
+    add_series(api.store, gapped, JAN1 + 5 * Q, values[5:])
+    api.store.ingest_intervals([Interval(
+        meter_id=odd_quality, channel="1.8.0", start=JAN1 + 8 * Q, end=JAN1 + 9 * Q,
+        value=D("4"), quality=Quality.ESTIMATED, source=Source.ESTIMATION,
+    )])  # fmt: skip
+    engine, cid = api.app.state.engine, api.store.channel_id("1.8.0")
+    rng = {"start": JAN1.isoformat(), "end": (JAN1 + 9 * Q).isoformat()}
+    for meter, count in ((regular, 8), (odd_quality, 9), (gapped, 6)):
+        rows, _ = api_queries.series(engine, meter, cid, JAN1, JAN1 + 9 * Q, version="original")
+        expected = [interval_out(r).model_dump(mode="json") for r in rows]
+        assert len(expected) == count
+        path = f"/v1/meters/{meter}/intervals"
+        assert api.get(path, "read", params=rng).json()["items"] == expected
+        for limit in (3, 5):  # pages start mid-run: other runs, other heads
+            assert _all_pages(api, path, **rng, limit=limit) == expected
+    assert api.get(f"/v1/meters/{odd_quality}/intervals", "read",
+                   params=rng).json()["items"][-1]["quality"] == "estimated"  # fmt: skip
+
+
 def test_series_columns_are_put_in_start_order() -> None:
     columns = PlainColumns(["1800", "900", "2700"], ["900", "900", "1800"], ["2", "1", "n"],
                            ["0", "0", "4"], ["0", "1", "2"])  # fmt: skip
@@ -159,6 +187,12 @@ def test_series_columns_are_put_in_start_order() -> None:
     )  # fmt: skip
     ordered = in_start_order(columns)
     assert in_start_order(ordered) is ordered
+    same_length = PlainColumns(["2700", "1800", "3600"], ["900"] * 3, ["1", "2", "3"],
+                               ["0"] * 3, ["0"] * 3)  # fmt: skip
+    assert in_start_order(same_length).start == ["1800", "2700", "3600"]
+    assert in_start_order(same_length).value == ["2", "1", "3"]
+    longer = PlainColumns(["900", "10000"], ["900"] * 2, ["1", "2"], ["0"] * 2, ["0"] * 2)
+    assert in_start_order(longer) is longer  # "10000" < "900" as text, not as a time
 
 
 def test_aggregates_by_hour_day_and_month(api: Api) -> None:

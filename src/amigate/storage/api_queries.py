@@ -7,6 +7,7 @@ Lists use keyset pagination on a unique key, so pages are stable.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -245,21 +246,46 @@ class PlainColumns(NamedTuple):
     source: list[str]
 
 
-#: Each column of a version-1 series concatenated by the database, in start order.
+#: The duration, quality and source of an interval as one number: the duration alone
+#: (e.g. "900") for an actual, polled one. Quality and source codes are below 256.
+_PACKED = "(quality * 256 + source) * 4294967296 + duration_s"
+#: Each column of a version-1 series concatenated by the database, in start order, with
+#: the packed number for the other three (see :func:`_unpacked`).
 _COLUMNS = {
     "sqlite": (
-        "SELECT count(*), group_concat(ts), group_concat(duration_s), "
-        "group_concat(coalesce(value, 'n')), group_concat(quality), group_concat(source) "
-        "FROM ({rows})"
+        "SELECT count(*), group_concat(ts), group_concat(coalesce(value, 'n')), "
+        f"group_concat({_PACKED}) FROM ({{rows}})"
     ),
     "postgresql": (
         "SELECT count(*), string_agg(CAST(CAST(date_part('epoch', ts) AS bigint) AS text), ',' "
-        "ORDER BY ts), string_agg(CAST(duration_s AS text), ',' ORDER BY ts), "
-        "string_agg(coalesce(CAST(value AS text), 'n'), ',' ORDER BY ts), "
-        "string_agg(CAST(quality AS text), ',' ORDER BY ts), "
-        "string_agg(CAST(source AS text), ',' ORDER BY ts) FROM ({rows}) s"
+        "ORDER BY ts), string_agg(coalesce(CAST(value AS text), 'n'), ',' ORDER BY ts), "
+        f"string_agg(CAST({_PACKED} AS text), ',' ORDER BY ts) FROM ({{rows}}) s"
     ),
 }
+
+
+def _unpacked(starts: str, values: str, packed: str) -> PlainColumns:
+    """The columns of a :data:`_COLUMNS` row. Packing three columns into one saves SQLite
+    two aggregates; they are the same in every interval of a series read every interval,
+    which then needs no work per interval here."""
+    start = starts.split(",")
+    packed_list = packed.split(",")
+    if packed_list.count(packed_list[0]) == len(packed_list):
+        duration, quality, source = _codes(packed_list[0])
+        count = len(start)
+        return PlainColumns(start, [duration] * count, values.split(","), [quality] * count,
+                            [source] * count)  # fmt: skip
+    codes = list(map(_codes, packed_list))
+    return PlainColumns(start, [c[0] for c in codes], values.split(","), [c[1] for c in codes],
+                        [c[2] for c in codes])  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _codes(packed: str) -> tuple[str, str, str]:
+    """Duration, quality and source of a :data:`_PACKED` number, as text."""
+    small, duration = divmod(int(packed), 4294967296)
+    quality, source = divmod(small, 256)
+    return str(duration), str(quality), str(source)
 
 
 def plain_series(
@@ -291,7 +317,7 @@ def plain_series(
         found = fetch(conn, columns_of, params)[0]
     if not found[0]:
         return PlainColumns([], [], [], [], []), False
-    columns = in_start_order(PlainColumns(*(str(c).split(",") for c in found[1:])))
+    columns = in_start_order(_unpacked(*(str(c) for c in found[1:])))
     if len(columns.start) > limit:
         return PlainColumns(*(c[:limit] for c in columns)), True
     return columns, False
@@ -312,11 +338,19 @@ def _plain_statements(dialect: str, after: bool) -> tuple[TextClause, TextClause
 
 def in_start_order(columns: PlainColumns) -> PlainColumns:
     """``columns`` sorted by start. SQLite before 3.44 cannot order an aggregate's input;
-    it concatenates in the order of the subquery in practice, which is not left to chance."""
-    starts = list(map(int, columns.start))
-    if all(map(int.__lt__, starts, starts[1:])):
-        return columns
-    ordered = sorted(zip(starts, *columns, strict=True))
+    it concatenates in the order of the subquery in practice, which is not left to chance.
+
+    Starts of one length compare as text like their numbers (0.4 ms for a meter-month,
+    against 1.2 as integers); other series are compared as integers."""
+    starts = columns.start
+    if len(set(map(len, starts))) <= 1:
+        if all(map(operator.lt, starts, starts[1:])):
+            return columns
+    else:
+        numbers = list(map(int, starts))
+        if all(map(operator.lt, numbers, numbers[1:])):
+            return columns
+    ordered = sorted(zip(map(int, starts), *columns, strict=True))
     return PlainColumns(*([row[i] for row in ordered] for i in range(1, 6)))
 
 

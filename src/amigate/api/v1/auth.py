@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from amigate.api.v1.errors import ApiProblem
+from amigate.api.v1.reads import bounded_read
 from amigate.storage.api_keys import ApiKey, ApiKeys
 
 _HEADER = APIKeyHeader(
@@ -52,17 +53,17 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
-def require(scope: str) -> Callable[..., ApiKey]:
+def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency that authenticates the request and requires ``scope``."""
 
-    def dependency(request: Request, key: Annotated[str | None, Depends(_HEADER)]) -> ApiKey:
+    async def dependency(request: Request, key: Annotated[str | None, Depends(_HEADER)]) -> ApiKey:
         if not key:
             raise ApiProblem(
                 "unauthorized", "send an API key in the X-API-Key header",
                 headers={"WWW-Authenticate": "ApiKey"},
             )  # fmt: skip
         keys: ApiKeys = request.app.state.api_keys
-        found = keys.authenticate(key)
+        found = await bounded_read(request, keys.authenticate, key)
         if found is None:
             raise ApiProblem(
                 "unauthorized", "the API key is unknown or revoked",

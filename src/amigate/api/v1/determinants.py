@@ -16,6 +16,7 @@ from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
 from amigate.api.v1.meters import channel_of
 from amigate.api.v1.pagination import check_range
+from amigate.api.v1.reads import bounded_read
 from amigate.api.v1.schemas import (
     BoundaryReadOut,
     Channel,
@@ -234,7 +235,7 @@ End = Annotated[datetime, Query(description="billing period end, excluded (with 
     "/meters/{meter_id}/determinants", response_model=DeterminantOut,
     summary="Billing determinants of one meter", responses=problem_responses(404),
 )  # fmt: skip
-def meter_determinants(
+async def meter_determinants(
     request: Request, meter_id: MeterId, start: Start, end: End, channel: Channel = "1.8.0"
 ) -> Response:
     """Start and end register reads, consumption (total and per time-of-use period), maximum
@@ -242,6 +243,12 @@ def meter_determinants(
     ``billable`` is false, with ``reasons``, when the period should not be billed as is; the
     consumption equals the register delta × multiplier exactly unless register_mismatch is
     among the reasons."""
+    return await bounded_read(request, _meter_determinant, request, meter_id, channel, start, end)
+
+
+def _meter_determinant(
+    request: Request, meter_id: int, channel: str, start: datetime, end: datetime
+) -> Response:
     found = determinants(request, [meter_id], channel, start, end, unknown_is_404=True)[0]
     text = as_json(found, channel, start, end, request.app.state.tou)
     return Response(text, media_type="application/json")

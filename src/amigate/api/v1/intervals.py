@@ -26,6 +26,7 @@ from amigate.api.v1.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from amigate.api.v1.reads import bounded_read
 from amigate.api.v1.schemas import (
     BucketOut,
     Channel,
@@ -87,7 +88,7 @@ def _series_args(
     summary="Interval series of a meter", dependencies=[Depends(require("read"))],
     responses=problem_responses(400, 404),
 )  # fmt: skip
-def intervals(
+async def intervals(
     request: Request,
     meter_id: MeterId,
     start: Start,
@@ -99,6 +100,15 @@ def intervals(
 ) -> Response:
     """Intervals starting in ``[start, end)`` by (start, version), with quality, method and
     reason codes. A gap is an interval of quality ``missing`` with a null value."""
+    return await bounded_read(
+        request, _intervals, request, meter_id, start, end, channel, version, limit, cursor
+    )
+
+
+def _intervals(
+    request: Request, meter_id: int, start: datetime, end: datetime, channel: str,
+    version: Version, limit: int, cursor: str | None,
+) -> Response:  # fmt: skip
     cid = _series_args(request, meter_id, channel, start, end)
     key = decode_cursor("intervals", cursor)
     after = None if key is None or len(key) != 2 else (cursor_time(key[0]), cursor_int(key[1]))
@@ -115,7 +125,7 @@ def intervals(
             found, more = plain
             cursor = (encode_cursor("intervals", [_cursor_time(int(found.start[-1])), 1])
                       if more and found.start else None)  # fmt: skip
-            return Response(fastjson.page(fastjson.plain_intervals(found), cursor),
+            return Response(fastjson.page_of(fastjson.plain_intervals(found), cursor),
                             media_type="application/json")  # fmt: skip
     rows, more = api_queries.series(
         request.app.state.engine, meter_id, cid, start, end, version=version, after=after,
