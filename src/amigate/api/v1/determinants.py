@@ -16,7 +16,7 @@ from amigate.api.v1.auth import require
 from amigate.api.v1.errors import ApiProblem, problem_responses
 from amigate.api.v1.meters import channel_of
 from amigate.api.v1.pagination import check_range
-from amigate.api.v1.reads import bounded_read
+from amigate.api.v1.reads import batch_read, bounded_read
 from amigate.api.v1.schemas import (
     BoundaryReadOut,
     Channel,
@@ -258,9 +258,13 @@ def _meter_determinant(
     "/determinants", response_model=DeterminantList,
     summary="Billing determinants of up to 1,000 meters", responses=problem_responses(413),
 )  # fmt: skip
-def batch_determinants(request: Request, body: DeterminantBatch) -> Response:
+async def batch_determinants(request: Request, body: DeterminantBatch) -> Response:
     """The determinants of each meter of the batch, in the order given; an unknown meter is
     listed with ``reasons: [unknown_meter]``."""
+    return await batch_read(request, _batch_determinants, request, body)
+
+
+def _batch_determinants(request: Request, body: DeterminantBatch) -> Response:
     found = determinants(request, body.meter_ids, body.channel, body.start, body.end)
     tou = request.app.state.tou
     items = ",".join(as_json(c, body.channel, body.start, body.end, tou) for c in found)
@@ -271,8 +275,12 @@ def batch_determinants(request: Request, body: DeterminantBatch) -> Response:
     "/determinants.csv", summary="Billing determinants of up to 1,000 meters as CSV",
     response_class=Response, responses={**_CSV, **problem_responses(413)},
 )  # fmt: skip
-def batch_determinants_csv(request: Request, body: DeterminantBatch) -> Response:
+async def batch_determinants_csv(request: Request, body: DeterminantBatch) -> Response:
     """The batch as CSV: one row per meter, one column per time-of-use period."""
+    return await batch_read(request, _batch_csv, request, body)
+
+
+def _batch_csv(request: Request, body: DeterminantBatch) -> Response:
     classifier = request.app.state.tou
     items = [as_model(c, body.channel, body.start, body.end, classifier)
              for c in determinants(request, body.meter_ids, body.channel, body.start, body.end)]
