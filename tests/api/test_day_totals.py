@@ -65,11 +65,16 @@ def _build(api: Api, now: datetime = LATER, schedule: TouSchedule = SCHEDULE) ->
 
 
 def _covered(api: Api, ids: list[int], start: datetime, end: datetime) -> set[int]:
+    """The meters whose determinant is read from day totals, holidays and weekends billed
+    as the API bills them."""
     classifier = SCHEDULE.classifier(SHANGHAI)
     cid = api.store.channel_id("1.8.0")
+    holiday, days, weekends = classifier.special_days(start, end)
     covered, _groups = day_totals.read_groups(
         api.store.engine, ids, cid, start, end, ranges=totals.period_ranges(classifier),
-        offset_s=8 * 3600, interval_s=900,
+        offset_s=8 * 3600, interval_s=900, holidays=[(d - date(1970, 1, 1)).days for d in days],
+        weekends=weekends,
+        holiday_period=None if holiday is None else list(classifier.names).index(holiday),
     )  # fmt: skip
     return covered
 

@@ -195,7 +195,9 @@ def read_groups(
     encode = time_encoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key,
               "last": encode(datetime.fromtimestamp(hi - _DAY, UTC))}  # fmt: skip
-    query = ids_text(engine, _read_sql(engine, offset_s, holidays, weekends, holiday_period))
+    sql = _read_sql(engine, offset_s, holidays, weekends, holiday_period,
+                    [index for _lo, _hi, index in ranges])  # fmt: skip
+    query = ids_text(engine, sql)
     with connected(engine) as conn:
         if engine.dialect.name == "postgresql" and len(meter_ids) > 50:
             # a batch groups ~120k rows: hash them in memory
@@ -227,7 +229,9 @@ _PEAK_SCALE = 10**10
 
 
 def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: bool,
-              holiday_period: int | None) -> str:  # fmt: skip
+              holiday_period: int | None, periods: Sequence[int]) -> str:  # fmt: skip
+    """The statement of :func:`read_groups`: one row per meter, tariff period and kind of
+    day (1: billed in the holiday period, else 0)."""
     sqlite = engine.dialect.name == "sqlite"
     local_day = f"(({epoch_sql(engine, 'day_start')} + {int(offset_s)}) / {_DAY})"
     special = []
@@ -235,17 +239,33 @@ def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: 
         special.append(f"{local_day} IN ({', '.join(str(int(d)) for d in holidays)})")
     if holiday_period is not None and weekends:  # 1970-01-01 was a Thursday (weekday 3)
         special.append(f"({local_day} + 3) % 7 >= 5")
-    flag = f"CASE WHEN {' OR '.join(special)} THEN 1 ELSE 0 END" if special else "0"
+    holiday = " OR ".join(special)
     # SQLite: with exactly one max(), the bare column comes from the row holding it (the
     # first in key order: the earliest day).
     peak = "max(peak), peak_at" if sqlite else (
         f"max(CAST(peak AS numeric) * {_PEAK_SCALE} + "
         f"({_PEAK_SCALE - 1} - {epoch_sql(engine, 'peak_at')})), NULL"
     )  # fmt: skip
-    return (
-        f"SELECT meter_id, period, {flag} AS h, count(*), sum(energy), sum(intervals), "
-        "sum(missing), sum(estimated), sum(estimated_energy), "
+    sums = (
+        "count(*), sum(energy), sum(intervals), sum(missing), sum(estimated), "
+        "sum(estimated_energy), "
         "sum(covered_s) - sum(CASE WHEN day_start = :last THEN overhang_s ELSE 0 END), "
         f"{peak} FROM day_totals WHERE meter_id IN :ids AND channel_id = :c "
-        "AND day_start >= :lo AND day_start < :hi AND schedule = :k GROUP BY meter_id, period, h"
+    )
+    window = "AND day_start >= :lo AND day_start < :hi AND schedule = :k"
+    if not sqlite:  # a hash aggregate groups the rows in any order
+        flag = f"CASE WHEN {holiday} THEN 1 ELSE 0 END" if holiday else "0"
+        return (f"SELECT meter_id, period, {flag} AS h, {sums}{window} "
+                "GROUP BY meter_id, period, h")  # fmt: skip
+    # SQLite groups rows that arrive in group order without sorting them: each period of a
+    # meter is read from ix_day_totals_meter_period in turn (the IN list lets it seek to
+    # each period's days), ordinary days and holidays in two passes.
+    each = f"AND period IN ({', '.join(str(int(p)) for p in sorted(set(periods)))}) {window}"
+    if not holiday:
+        return f"SELECT meter_id, period, 0 AS h, {sums}{each} GROUP BY meter_id, period"
+    return (
+        f"SELECT meter_id, period, 0 AS h, {sums}{each} AND NOT ({holiday}) "
+        "GROUP BY meter_id, period UNION ALL "
+        f"SELECT meter_id, period, 1 AS h, {sums}{each} AND ({holiday}) "
+        "GROUP BY meter_id, period"
     )
