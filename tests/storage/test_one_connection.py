@@ -7,9 +7,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, event, text
 
 from amigate.errors import StorageError
+from amigate.storage.driver_rows import fetch
 from amigate.storage.engine import connected, make_engine, one_connection, reader_engine
 from tests.api.conftest import JAN1, Api, add_meter, add_series, make_api
 
@@ -81,3 +83,25 @@ def test_the_api_reads_through_a_pool_of_its_own(engine: Engine) -> None:
 def test_an_in_memory_database_has_no_second_engine() -> None:
     memory = make_engine("sqlite://")
     assert reader_engine(memory, connections=3, sqlite_cache_kib=1024) is memory
+
+
+def test_a_block_reads_one_snapshot_on_sqlite_and_the_latest_commits_on_postgresql(
+    engine: Engine,
+) -> None:
+    """SQLite: a write committed between two queries of a block is not seen by the second
+    (both read one snapshot). PostgreSQL: the block reads in autocommit (no transaction
+    open between its queries), each query seeing the latest commits."""
+    count = text("SELECT count(*) FROM channels")
+    with one_connection(engine) as conn:
+        before = fetch(conn, count, {})[0][0]
+        with engine.begin() as writer:
+            writer.execute(text("INSERT INTO channels (code) VALUES ('7.7.7')"))
+        after = fetch(conn, count, {})[0][0]
+        if engine.dialect.name == "sqlite":
+            assert after == before
+        else:
+            assert after == before + 1
+            status = conn.connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
+            assert status == TransactionStatus.IDLE
+    with one_connection(engine) as conn:  # a new block sees it
+        assert fetch(conn, count, {})[0][0] == before + 1

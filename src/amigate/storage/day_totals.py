@@ -199,9 +199,6 @@ def read_groups(
                     [index for _lo, _hi, index in ranges])  # fmt: skip
     query = ids_text(engine, sql)
     with connected(engine) as conn:
-        if engine.dialect.name == "postgresql" and len(meter_ids) > 50:
-            # a batch groups ~120k rows: hash them in memory
-            conn.execute(text("SET LOCAL work_mem = '64MB'"))
         rows = fetch(conn, query, params)
     sqlite = engine.dialect.name == "sqlite"
     days_with: dict[int, dict[int, int]] = {}
@@ -253,7 +250,7 @@ def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: 
         f"{peak} FROM day_totals WHERE meter_id IN :ids AND channel_id = :c "
     )
     window = "AND day_start >= :lo AND day_start < :hi AND schedule = :k"
-    if not sqlite:  # a hash aggregate groups the rows in any order
+    if not sqlite:  # groups the rows as they come in ix_day_totals_meter_period order
         flag = f"CASE WHEN {holiday} THEN 1 ELSE 0 END" if holiday else "0"
         return (f"SELECT meter_id, period, {flag} AS h, {sums}{window} "
                 "GROUP BY meter_id, period, h")  # fmt: skip
