@@ -103,6 +103,32 @@ def test_determinants_from_day_totals_equal_those_from_the_intervals(engine: Eng
         assert _build(api) == 0  # nothing left to build
 
 
+def test_a_peak_too_large_to_pack_with_its_time_is_summed_from_the_intervals(
+    engine: Engine,
+) -> None:
+    """PostgreSQL reads a peak and its time as one bigint; a peak that does not fit beside
+    the time (20 million kWh in 15 minutes, over 5 days) takes the intervals' path, with
+    the same determinant. SQLite reads the time beside the peak."""
+    for api in make_api(engine, tou=SCHEDULE):
+        ordinary, huge = (add_meter(api.store, f"00000000030{n}") for n in range(2))
+        _store(api, ordinary, 0)
+        _store(api, huge, 1, absent=frozenset({30}))
+        at = JAN1 + 30 * Q
+        api.store.ingest_intervals([Interval(
+            meter_id=huge, channel="1.8.0", start=at, end=at + Q, value=D(20_000_000),
+            quality=Quality.ACTUAL,
+        )])  # fmt: skip
+        ids, end = [ordinary, huge], JAN1 + DAYS * DAY
+        before = _determinants(api, ids, JAN1, end)
+        assert _build(api) == len(ids) * DAYS * 2
+        expected = {ordinary, huge} if engine.dialect.name == "sqlite" else {ordinary}
+        assert _covered(api, ids, JAN1, end) == expected
+        after = _determinants(api, ids, JAN1, end)
+        assert after == before
+        assert D(after[1]["max_demand"]) == 80_000_000  # kW: 20 million kWh in 15 minutes
+        assert datetime.fromisoformat(after[1]["max_demand_at"]) == at
+
+
 def test_a_period_not_on_local_midnights_is_summed_from_the_intervals(engine: Engine) -> None:
     for api in make_api(engine, tou=SCHEDULE):
         meter = add_meter(api.store)

@@ -194,39 +194,50 @@ def read_groups(
     key = schedule_key(ranges, offset_s, interval_s)
     encode = time_encoder(engine)
     params = {"ids": list(meter_ids), "c": cid, "lo": encode(start), "hi": encode(end), "k": key,
-              "last": encode(datetime.fromtimestamp(hi - _DAY, UTC))}  # fmt: skip
+              "last": encode(datetime.fromtimestamp(hi - _DAY, UTC)), "lo_s": lo}  # fmt: skip
+    scale = _peak_scale(lo, hi)
     sql = _read_sql(engine, offset_s, holidays, weekends, holiday_period,
-                    [index for _lo, _hi, index in ranges])  # fmt: skip
+                    [index for _lo, _hi, index in ranges], scale)  # fmt: skip
     query = ids_text(engine, sql)
     with connected(engine) as conn:
         rows = fetch(conn, query, params)
     sqlite = engine.dialect.name == "sqlite"
     days_with: dict[int, dict[int, int]] = {}
     out = []
+    unpacked: set[int] = set()
     for m, p, special, n_days, e, n, miss, est, est_e, cov, peak, at in rows:
         by_period = days_with.setdefault(int(m), {})
         by_period[int(p)] = by_period.get(int(p), 0) + int(n_days)
         when = None
         if peak is not None and sqlite:
             when = from_stored(at)
-        elif peak is not None:  # PostgreSQL: peak and time in one number (see _read_sql)
-            peak, rest = divmod(int(peak), _PEAK_SCALE)
-            when = datetime.fromtimestamp(_PEAK_SCALE - 1 - rest, UTC)
+        elif peak is not None:  # PostgreSQL: the peak and its time in one number
+            if at is None or int(at) // scale != int(peak):  # the peak did not fit
+                unpacked.add(int(m))
+            else:
+                when = datetime.fromtimestamp(lo + scale - 1 - int(at) % scale, UTC)
         period = holiday_period if special and holiday_period is not None else int(p)
         out.append(Group(int(m), period, int(e), int(n),
                          int(miss), int(est), int(est_e), int(cov),
                          None if peak is None else int(peak), when))  # fmt: skip
-    covered = {m for m, counts in days_with.items() if max(counts.values()) == days}
+    covered = {m for m, counts in days_with.items()
+               if max(counts.values()) == days and m not in unpacked}  # fmt: skip
     return covered, [g for g in out if g.meter_id in covered]
 
 
-#: PostgreSQL: the peak and its time as one number, ``peak * scale + (scale - 1 - epoch)``,
-#: whose max() is the highest peak at its earliest time (no sort per group).
-_PEAK_SCALE = 10**10
+def _peak_scale(lo: int, hi: int) -> int:
+    """PostgreSQL reads a group's peak and its time as one bigint, ``peak × scale + (scale
+    - 1 - seconds from the period start)``, whose max() is the highest peak at its earliest
+    time (no sort per group). The scale is the power of two above the period's length:
+    a month leaves peaks up to 2.2 million kWh an interval; a larger one is not packed
+    (the packed maximum is then another row's), and its meter is summed from the
+    intervals. (numeric arithmetic, which fits any
+    peak, took half of the read: 100 of 220 ms for 1,000 meters.)"""
+    return 1 << max(1, hi - lo).bit_length()
 
 
 def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: bool,
-              holiday_period: int | None, periods: Sequence[int]) -> str:  # fmt: skip
+              holiday_period: int | None, periods: Sequence[int], scale: int) -> str:  # fmt: skip
     """The statement of :func:`read_groups`: one row per meter, tariff period and kind of
     day (1: billed in the holiday period, else 0)."""
     sqlite = engine.dialect.name == "sqlite"
@@ -239,9 +250,10 @@ def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: 
     holiday = " OR ".join(special)
     # SQLite: with exactly one max(), the bare column comes from the row holding it (the
     # first in key order: the earliest day).
+    fits = (1 << 63) // scale - 1
     peak = "max(peak), peak_at" if sqlite else (
-        f"max(CAST(peak AS numeric) * {_PEAK_SCALE} + "
-        f"({_PEAK_SCALE - 1} - {epoch_sql(engine, 'peak_at')})), NULL"
+        f"max(peak), max(CASE WHEN peak BETWEEN {-fits} AND {fits} THEN peak * {scale} + "
+        f"({scale - 1} - ({epoch_sql(engine, 'peak_at')} - :lo_s)) END)"
     )  # fmt: skip
     sums = (
         "count(*), sum(energy), sum(intervals), sum(missing), sum(estimated), "
