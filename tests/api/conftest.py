@@ -71,10 +71,12 @@ def serve(app: FastAPI) -> Iterator[str]:
         thread.join(10)
 
 
-def make_api(engine: Engine, **overrides: Any) -> Iterator[Api]:
-    """The app over ``engine`` on a real server, with one key per scope."""
+def make_api(engine: Engine, *, inline_reads: bool = True, **overrides: Any) -> Iterator[Api]:
+    """The app over ``engine`` on a real server, with one key per scope; on SQLite its reads
+    of one meter run in the server's loop, as in an API process, unless ``inline_reads``
+    is false."""
     settings = load_settings(**overrides)
-    app = create_app(settings, engine)
+    app = create_app(settings, engine, inline_reads=inline_reads)
     keys = {scope: ApiKeys(engine).create(f"test-{scope}", [scope])[1] for scope in SCOPES}
     for base in serve(app):
         with httpx.Client(base_url=base, timeout=30) as client:

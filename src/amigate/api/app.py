@@ -41,6 +41,7 @@ def create_app(
     *,
     metrics: MetricsSource | None = None,
     readiness: Readiness | None = None,
+    inline_reads: bool = False,
 ) -> FastAPI:
     """Build the API over an engine whose schema is migrated.
 
@@ -51,6 +52,9 @@ def create_app(
             In an API process, its link to the service.
         readiness: tells whether the service's own parts (bus workers) are up;
             ``/readyz`` also requires the database and a current schema.
+        inline_reads: on SQLite, run the reads of one meter in the event loop instead of
+            worker threads (see ``amigate.api.v1.reads``): for a loop that serves only
+            the API, an API process's, not the service's, which drives the buses.
     """
     app = FastAPI(
         title="amigate",
@@ -59,6 +63,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.inline_reads = inline_reads and engine.dialect.name == "sqlite"
     app.state.metrics = source = metrics or Metrics()
     install_v1(app, settings, engine)
 

@@ -289,7 +289,7 @@ def serve_process(
                           sqlite_cache_kib=settings.sqlite_cache_mb << 10,
                           sqlite_mmap_mib=settings.api_sqlite_mmap_mb)  # fmt: skip
     link = ServiceLink(pipe)
-    app = create_app(settings, engine, metrics=link, readiness=link.readiness)
+    app = create_app(settings, engine, metrics=link, readiness=link.readiness, inline_reads=True)
     server = UvicornServer(uvicorn_config(app, settings))
     settle_heap()
     service = os.getppid()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from amigate.domain import Quality
 from amigate.storage.driver_rows import fetch
-from amigate.storage.engine import connected, translate_errors
+from amigate.storage.engine import connected, one_connection, translate_errors
 from amigate.storage.id_lists import ids_match, ids_text
 from amigate.storage.ingest import time_encoder
 from amigate.storage.models import (
@@ -311,7 +311,7 @@ def plain_series(
     if after is not None:
         params["after"] = encode(after)
     probe, columns_of = _plain_statements(engine.dialect.name, after is not None)
-    with connected(engine) as conn:
+    with one_connection(engine) as conn:  # on SQLite the probe and the rows: one snapshot
         if not original and fetch(conn, probe, params):
             return None
         found = fetch(conn, columns_of, params)[0]

@@ -1,12 +1,14 @@
-"""Where a request's database reads run: in the event loop on SQLite, in a worker thread
-on PostgreSQL.
+"""Where a request's database reads run: in the event loop of an API process on SQLite,
+else in a worker thread.
 
 A SQLite read is CPU work of this process (its pages come from the page cache or a
 memory map): a worker thread gives it no parallelism under the interpreter lock and
 costs two hand-overs a call, plus, under concurrent requests, the lock's convoys. On
 this 2-CPU machine a single-meter determinant spent as much CPU handing work to
 threads (the key check, then the route) as computing. A PostgreSQL read waits on the
-network, and a thread lets the loop serve others meanwhile.
+network, and a thread lets the loop serve others meanwhile. The service's own loop
+drives the buses: when it serves the API itself (``api_processes`` = 1), reads stay in
+threads (``create_app(inline_reads=...)``).
 
 Only bounded reads run inline (a key check, one meter's series or determinant: a few
 milliseconds at most); batches stay in threads, so one never holds the loop for long.
@@ -39,8 +41,9 @@ T = TypeVar("T")
 async def bounded_read(
     request: Request, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> T:
-    """``work(*args, **kwargs)``: in the loop on SQLite, in a worker thread otherwise."""
-    if request.app.state.engine.dialect.name == "sqlite":
+    """``work(*args, **kwargs)``: in the loop when the app reads inline (an API process on
+    SQLite), else in a worker thread."""
+    if request.app.state.inline_reads:
         return work(*args, **kwargs)
     return await run_in_threadpool(work, *args, **kwargs)
 
