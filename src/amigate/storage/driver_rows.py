@@ -1,11 +1,11 @@
 """Hot read statements run on the driver's own cursor.
 
-SQLAlchemy's execution of a statement costs 55–130 µs of CPU besides the database's
+SQLAlchemy's execution of a statement costs 65–145 µs of CPU besides the database's
 work (an execution context, parameter and result processing, and on SQLite the
 expansion of ``IN`` lists); the driver's cursor takes 10–25 µs. A billing determinant
-runs five or six statements and an API key check one, so on SQLite this overhead was
-a third of a determinant. The statements the API runs per request go through
-:func:`fetch` instead of ``Connection.execute``:
+runs five or six statements and an API key check one: on SQLite this overhead was
+almost half of a determinant (2.6 ms, 1.4 without). The statements the API runs per
+request go through :func:`fetch` instead of ``Connection.execute``:
 
 * they are still written with ``text()`` and compiled by SQLAlchemy, once per dialect
   (its quoting, ``%`` escaping and parameter style);

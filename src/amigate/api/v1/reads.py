@@ -17,8 +17,8 @@ A SQLite page read from a slow disk holds the loop of that API process while it 
 On SQLite a process computes one batch at a time (:func:`batch_read`): its CPU is the
 process's whole share anyway (the interpreter lock), and sharing it between four
 batches made all four finish near the end, where taking them in turn finishes each
-sooner on average (1,000-meter batches under 8 clients: median 1.46–1.49 s against
-1.53–1.61 s; the slowest is the same).
+sooner on average (1,000-meter batches under 8 clients, before the day totals' covering
+index: median 1.46–1.49 s against 1.53–1.61 s; the slowest is the same).
 """
 
 from __future__ import annotations
