@@ -26,7 +26,7 @@ def _meters(engine: Engine, n: int) -> list[int]:
     return ids
 
 
-def test_rows_equal_sqlalchemy_s(engine: Engine) -> None:
+def test_rows_are_those_sqlalchemy_returns(engine: Engine) -> None:
     """A repeated parameter, a list, a literal with % (escaped on PostgreSQL) and NULL."""
     ids = _meters(engine, 4)
     query = ids_text(engine,
@@ -43,7 +43,7 @@ def test_rows_equal_sqlalchemy_s(engine: Engine) -> None:
     assert [bool(r[2]) for r in driver] == [False, True, True]
 
 
-def test_sqlalchemy_does_not_run_it(engine: Engine) -> None:
+def test_sqlalchemy_does_not_execute_the_statement(engine: Engine) -> None:
     """What the saving is: no SQLAlchemy execution (its events never see the statement)."""
     seen: list[str] = []
 

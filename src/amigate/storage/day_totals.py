@@ -231,8 +231,8 @@ def _peak_scale(lo: int, hi: int) -> int:
     time (no sort per group). The scale is the power of two above the period's length:
     a month leaves peaks up to 2.2 million kWh an interval; a larger one is not packed
     (the packed maximum is then another row's), and its meter is summed from the
-    intervals. (numeric arithmetic, which fits any
-    peak, took half of the read: 100 of 220 ms for 1,000 meters.)"""
+    intervals. Numeric arithmetic, which fits any peak, made the read of 1,000 meters
+    20–30 % slower."""
     return 1 << max(1, hi - lo).bit_length()
 
 
