@@ -10,6 +10,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from multiprocessing import Pipe
 from pathlib import Path
 
@@ -19,8 +21,9 @@ import pytest
 from amigate.api.processes import ApiProcesses, ServiceLink, bind
 from amigate.config import load_settings
 from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
-from amigate.storage import make_engine, upgrade
+from amigate.storage import Store, make_engine, upgrade
 from amigate.storage.api_keys import ApiKeys
+from tests.api.conftest import JAN1, Q, add_meter, add_series
 from tests.helpers import AMIGATE, free_port
 
 
@@ -74,11 +77,14 @@ def _until(what: str, check: object, timeout: float = 30) -> None:
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    """``amigate run`` (API only) with ``api_processes`` = 2: the process, base URL and a key."""
+    """``amigate run`` (API only) with ``api_processes`` = 2 over a database holding one meter
+    with two hours of intervals: the process, base URL and a key (read, billing)."""
     url = f"sqlite:///{tmp_path / 'a.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    key = ApiKeys(engine).create("t", ["read"])[1]
+    key = ApiKeys(engine).create("t", ["read", "billing"])[1]
+    store = Store(engine)
+    add_series(store, add_meter(store), JAN1, [Decimal("0.25")] * 8)
     engine.dispose()
     port = free_port()
     env = {**os.environ, "AMIGATE_DATABASE_URL": url, "AMIGATE_API_PORT": str(port),
@@ -127,6 +133,32 @@ def test_the_api_processes_serve_the_port_and_the_service_does_not(
         os.kill(proc.pid, signal.SIGCONT)
     metrics = httpx.get(base + "/metrics", timeout=10)
     assert metrics.status_code == 200 and b"amigate_reads" in metrics.content
+
+
+def test_api_processes_answer_series_determinants_and_concurrent_batches(
+    service: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    """One meter's reads run in an API process's event loop, batches in a worker thread one
+    at a time: all are answered, concurrent batches included."""
+    _proc, base, key = service
+    headers = {"X-API-Key": key}
+    period = {"start": JAN1.isoformat(), "end": (JAN1 + 8 * Q).isoformat()}
+    series = httpx.get(base + "/v1/meters/1/intervals", params=period, headers=headers, timeout=10)
+    assert series.status_code == 200, series.text
+    assert [i["value"] for i in series.json()["items"]] == ["0.250000"] * 8
+    one = httpx.get(base + "/v1/meters/1/determinants", params=period, headers=headers, timeout=10)
+    assert one.status_code == 200 and one.json()["consumption"] == "2.000000", one.text
+    body = {"meter_ids": [1, 2], **period}
+
+    def batch() -> httpx.Response:
+        return httpx.post(base + "/v1/determinants", json=body, headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: batch(), range(6)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    for a in answers:
+        known, unknown = a.json()["items"]
+        assert known == one.json() and unknown["reasons"] == ["unknown_meter"]
 
 
 def test_api_processes_run_on_uvloop(service: tuple[subprocess.Popen[str], str, str]) -> None:
