@@ -259,9 +259,12 @@ def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: 
         "count(*), sum(energy), sum(intervals), sum(missing), sum(estimated), "
         "sum(estimated_energy), "
         "sum(covered_s) - sum(CASE WHEN day_start = :last THEN overhang_s ELSE 0 END), "
-        f"{peak} FROM day_totals WHERE meter_id IN :ids AND channel_id = :c "
+        f"{peak} "
     )
-    window = "AND day_start >= :lo AND day_start < :hi AND schedule = :k"
+    window = (
+        "FROM day_totals WHERE meter_id IN :ids AND channel_id = :c "
+        "AND day_start >= :lo AND day_start < :hi AND schedule = :k"
+    )
     if not sqlite:  # groups the rows as they come in ix_day_totals_meter_period order
         flag = f"CASE WHEN {holiday} THEN 1 ELSE 0 END" if holiday else "0"
         return (f"SELECT meter_id, period, {flag} AS h, {sums}{window} "
@@ -269,7 +272,7 @@ def _read_sql(engine: Engine, offset_s: int, holidays: Sequence[int], weekends: 
     # SQLite groups rows that arrive in group order without sorting them: each period of a
     # meter is read from ix_day_totals_meter_period in turn (the IN list lets it seek to
     # each period's days), ordinary days and holidays in two passes.
-    each = f"AND period IN ({', '.join(str(int(p)) for p in sorted(set(periods)))}) {window}"
+    each = f"{window} AND period IN ({', '.join(str(int(p)) for p in sorted(set(periods)))})"
     if not holiday:
         return f"SELECT meter_id, period, 0 AS h, {sums}{each} GROUP BY meter_id, period"
     return (

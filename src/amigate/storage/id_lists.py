@@ -33,8 +33,6 @@ from sqlalchemy import (
     text,
 )
 
-#: The databases amigate stores in, for statements built once per dialect.
-DIALECTS = ("sqlite", "postgresql")
 _IN = " IN :ids"
 _ANY = " = ANY(CAST(:ids AS bigint[]))"
 _JSON_EACH = " IN (SELECT value FROM json_each(:ids))"
@@ -67,7 +65,7 @@ def _ids_text(dialect: str, sql: str) -> TextClause:
 
 def ids_match(column: SQLColumnExpression[Any], dialect: str) -> ColumnElement[bool]:
     """``column`` among the list bound as ``ids``: the SQL expression form of :func:`ids_text`
-    for a ``dialect`` (statements built once per dialect)."""
+    for a ``dialect``."""
     if dialect == "postgresql":
         return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))
     each = func.json_each(bindparam("ids", type_=JsonIds())).table_valued("value")

@@ -50,7 +50,7 @@ HYPERTABLES: dict[str, str] = {
 
 _TS = {"sqlite_with_rowid": False}
 #: The columns of ``ix_day_totals_meter_period`` (all of them: it is covering), in order.
-DAY_TOTALS_READ_ORDER = (
+_DAY_TOTALS_READ_ORDER = (
     "meter_id", "channel_id", "period", "day_start", "schedule", "energy", "intervals",
     "missing", "estimated", "estimated_energy", "covered_s", "overhang_s", "peak", "peak_at",
 )  # fmt: skip
@@ -268,7 +268,7 @@ class DayTotalRow(Base):
     __tablename__ = "day_totals"
     __table_args__ = (
         Index("ix_day_totals_day_start", "day_start"),
-        Index("ix_day_totals_meter_period", *DAY_TOTALS_READ_ORDER),
+        Index("ix_day_totals_meter_period", *_DAY_TOTALS_READ_ORDER),
         _TS,
     )
 
