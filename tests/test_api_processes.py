@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from multiprocessing import Pipe
 from pathlib import Path
@@ -75,20 +77,24 @@ def _until(what: str, check: object, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    """``amigate run`` (API only) with ``api_processes`` = 2 over a database holding one meter
-    with two hours of intervals: the process, base URL and a key (read, billing)."""
-    url = f"sqlite:///{tmp_path / 'a.db'}"
+@contextmanager
+def _serving(
+    folder: Path, values: list[Decimal | None], **env: str
+) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """``amigate run`` (API only) with ``api_processes`` = 2 (and settings ``env``) over a
+    database in ``folder`` holding one meter with ``values`` as 15-minute intervals from
+    ``JAN1``: the process, base URL and a key (read, billing)."""
+    folder.mkdir(exist_ok=True)
+    url = f"sqlite:///{folder / 'a.db'}"
     engine = make_engine(url)
     upgrade(engine)
     key = ApiKeys(engine).create("t", ["read", "billing"])[1]
     store = Store(engine)
-    add_series(store, add_meter(store), JAN1, [Decimal("0.25")] * 8)
+    add_series(store, add_meter(store), JAN1, values)
     engine.dispose()
     port = free_port()
     env = {**os.environ, "AMIGATE_DATABASE_URL": url, "AMIGATE_API_PORT": str(port),
-           "AMIGATE_API_PROCESSES": "2"}  # fmt: skip
+           "AMIGATE_API_PROCESSES": "2", **env}  # fmt: skip
     proc = subprocess.Popen([*AMIGATE, "run"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -110,6 +116,14 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    """``amigate run`` (API only) with ``api_processes`` = 2 over a database holding one meter
+    with two hours of intervals: the process, base URL and a key (read, billing)."""
+    with _serving(tmp_path, [Decimal("0.25")] * 8) as started:
+        yield started
 
 
 def test_the_api_processes_serve_the_port_and_the_service_does_not(
@@ -159,6 +173,39 @@ def test_api_processes_answer_series_determinants_and_concurrent_batches(
     for a in answers:
         known, unknown = a.json()["items"]
         assert known == one.json() and unknown["reasons"] == ["unknown_meter"]
+
+
+def _minor_faults(pid: int) -> int:
+    """Pages process ``pid`` has faulted in without reading them from disk."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator option")
+def test_api_processes_answer_large_responses_from_a_reserve_of_freed_memory(
+    tmp_path: Path,
+) -> None:
+    """Setting ``api_heap_reserve_mb``: an API process builds each meter-month series
+    (600 kB of JSON) in the pages the previous one freed; without a reserve it faults in
+    fresh pages for every response."""
+    month = [Decimal("0.25")] * (30 * 96)
+    period = {"start": JAN1.isoformat(), "end": (JAN1 + len(month) * Q).isoformat()}
+    per_series = {}
+    for reserve in ("0", "32"):
+        with _serving(tmp_path / reserve, month, AMIGATE_API_HEAP_RESERVE_MB=reserve) as (
+            proc, base, key,
+        ), httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30) as client:
+
+            def series() -> None:  # on one connection: one API process answers them all
+                answer = client.get("/v1/meters/1/intervals", params=period)
+                assert answer.status_code == 200 and answer.content.count(b'"quality"') == 2880
+
+            for _ in range(3):
+                series()
+            before = sum(map(_minor_faults, _children(proc.pid)))
+            for _ in range(10):
+                series()
+            per_series[reserve] = (sum(map(_minor_faults, _children(proc.pid))) - before) / 10
+    assert per_series["0"] > 200 and per_series["32"] < 20, per_series
 
 
 def test_api_processes_run_on_uvloop(service: tuple[subprocess.Popen[str], str, str]) -> None:

@@ -13,7 +13,8 @@ soft heap limit: once all connections together hold that much, their caches
 recycle their oldest pages instead of taking more memory.
 
 Not memory but time: :func:`settle_heap` takes what a process builds at start-up
-out of the garbage collector's full collections.
+out of the garbage collector's full collections, and :func:`keep_freed` lets an API
+process reuse the memory of one response for the next instead of handing it back.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import gc
 import sqlite3
 from typing import Any
 
-__all__ = ["bound_allocator", "bound_sqlite", "sqlite_memory", "trim"]
+__all__ = ["bound_allocator", "bound_sqlite", "keep_freed", "sqlite_memory", "trim"]
 
-#: mallopt parameter: the most malloc arenas glibc creates.
-_M_ARENA_MAX = -8
+#: mallopt parameters (glibc's ``malloc.h``).
+_M_ARENA_MAX, _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -8, -1, -2, -3
+#: The largest block glibc accepts to take from the heap instead of its own mapping.
+_MMAP_THRESHOLD_MAX = 32 << 20
 
 
 def _libc() -> Any:
@@ -59,6 +62,30 @@ _SQLITE = _libsqlite()
 def bound_allocator(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas; return whether the allocator took it."""
     return bool(_LIBC is not None and _LIBC.mallopt(_M_ARENA_MAX, arenas))
+
+
+def keep_freed(reserve: int) -> bool:
+    """Let glibc keep up to ``reserve`` bytes of freed memory for the next allocations
+    instead of handing it back to the system at once; return whether it took it.
+
+    By default glibc gives each large block (from 128 KiB) a mapping of its own,
+    unmapped when freed, and gives the heap's top back once little lies free there, so
+    each large response touches fresh pages that the kernel zeroes and faults in one by
+    one: 430 page faults for a meter-month series, which builds three texts of 600 kB.
+    With a reserve, blocks up to half of it come from the heap, the heap grows by half
+    of it at a time, and only what lies free beyond the reserve goes back. Measured in
+    API processes under 8 clients: a series' CPU went from 8.4 to 5.5 ms, a 1,000-meter
+    batch's from 470 to 294 ms.
+
+    Args:
+        reserve: bytes (0 or less: glibc's defaults are left alone).
+    """
+    if _LIBC is None or reserve <= 0:
+        return False
+    half = min(reserve // 2, _MMAP_THRESHOLD_MAX)
+    return all(_LIBC.mallopt(option, value) for option, value in (
+        (_M_MMAP_THRESHOLD, half), (_M_TOP_PAD, half), (_M_TRIM_THRESHOLD, reserve),
+    ))  # fmt: skip
 
 
 def trim() -> bool:

@@ -277,13 +277,14 @@ def serve_process(
     """An API process: serve the app over database ``url`` on ``address`` (shared with the
     service) until SIGTERM or the service's end."""
     from amigate.api.app import create_app
-    from amigate.memory import bound_allocator, bound_sqlite, settle_heap
+    from amigate.memory import bound_allocator, bound_sqlite, keep_freed, settle_heap
     from amigate.storage.engine import open_readers
 
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     sock = bind(*address, shared=True)
     bound_allocator()
+    keep_freed(settings.api_heap_reserve_mb << 20)
     bound_sqlite(settings.sqlite_heap_mb << 20)
     engine = open_readers(url, connections=settings.api_connections,
                           sqlite_cache_kib=settings.sqlite_cache_mb << 10,
