@@ -12,7 +12,7 @@ from amigate.api.v1.intervals import interval_out
 from amigate.domain import Interval, MeterStatus, Quality, RegisterRead, Source
 from amigate.normalize import floor_boundary
 from amigate.storage import api_queries
-from amigate.storage.api_queries import PlainColumns, in_start_order
+from amigate.storage.plain_series import PlainColumns, _unpacked, in_start_order, series_columns
 from tests.api.conftest import JAN1, Api, Q, add_meter, add_series
 
 D = Decimal
@@ -193,6 +193,36 @@ def test_series_columns_are_put_in_start_order() -> None:
     assert in_start_order(same_length).value == ["2", "1", "3"]
     longer = PlainColumns(["900", "10000"], ["900"] * 2, ["1", "2"], ["0"] * 2, ["0"] * 2)
     assert in_start_order(longer) is longer  # "10000" < "900" as text, not as a time
+
+
+def test_a_series_read_every_interval_is_recognised_from_its_texts() -> None:
+    """The database's concatenated columns of a regular run give the same columns as
+    splitting and ordering them; anything else (a gap, starts out of order, another
+    quality, a shorter interval) takes the general path, with the same result."""
+    packed_900 = str(900)  # actual, polled, 900 s
+    odd = str((1 * 256 + 0) * 4294967296 + 900)  # estimated
+
+    def texts(starts: list[int], packed: list[str]) -> tuple[int, str, str, str]:
+        values = [str(i * 10) for i in range(len(starts))]
+        return len(starts), ",".join(map(str, starts)), ",".join(values), ",".join(packed)
+
+    regular = [9000 + 900 * i for i in range(96)]
+    cases = {
+        "regular": texts(regular, [packed_900] * 96),
+        "gap": texts([*regular[:50], *regular[51:]], [packed_900] * 95),
+        "out of order": texts([regular[1], regular[0], *regular[2:]], [packed_900] * 96),
+        "estimated": texts(regular, [packed_900] * 95 + [odd]),
+        "overlapping": texts([*regular[:95], regular[94] + 300], [packed_900] * 96),
+        "one": texts([9000], [packed_900]),
+    }
+    for name, (count, starts, values, packed) in cases.items():
+        expected = in_start_order(_unpacked(starts, values, packed))
+        assert expected.start == sorted(expected.start, key=int), name
+        assert series_columns(count, starts, values, packed) == expected, name
+    count, starts, values, packed = cases["regular"]
+    first = series_columns(count, starts, values, packed)
+    first.start.clear()  # each answer owns its lists: the run's starts are shared
+    assert series_columns(count, starts, values, packed).start[:2] == ["9000", "9900"]
 
 
 def test_aggregates_by_hour_day_and_month(api: Api) -> None:

@@ -19,7 +19,8 @@ from pydantic_core import to_json
 from amigate.api.v1.schemas import exact
 from amigate.billing.determinants import BoundaryRead, Determinant
 from amigate.domain import Quality, Source
-from amigate.storage.api_queries import PlainColumns, SeriesRow
+from amigate.storage.api_queries import SeriesRow
+from amigate.storage.plain_series import PlainColumns
 
 _ISO: dict[datetime, str] = {}
 _QUALITY = {int(q): q.name.lower() for q in Quality}

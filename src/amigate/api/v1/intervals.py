@@ -40,7 +40,7 @@ from amigate.api.v1.schemas import (
 from amigate.billing.buckets import WIDTHS, Bucket, Unit, aggregate
 from amigate.domain import to_micro
 from amigate.errors import ReadingRejected, StorageError, StorageUnavailable
-from amigate.storage import api_queries
+from amigate.storage import api_queries, plain_series
 from amigate.storage.anomaly_queries import Edit, edit_interval
 from amigate.storage.api_keys import ApiKey
 from amigate.storage.api_queries import SeriesRow, Version
@@ -117,7 +117,7 @@ def _intervals(
     if cid is None:
         return Response(fastjson.page([], None), media_type="application/json")
     if version != "all":
-        plain = api_queries.plain_series(
+        plain = plain_series.plain_series(
             request.app.state.engine, meter_id, cid, start, end, original=version == "original",
             after=None if after is None else after[0], limit=limit,
         )  # fmt: skip
