@@ -208,6 +208,27 @@ def test_api_processes_answer_large_responses_from_a_reserve_of_freed_memory(
     assert per_series["0"] > 200 and per_series["32"] < 20, per_series
 
 
+def _rate_tables() -> set[Path]:
+    return set(Path("/dev/shm").glob("amigate-rate-*"))
+
+
+def test_the_rate_limit_holds_for_the_port_not_for_each_process(tmp_path: Path) -> None:
+    """With ``api_processes`` = 2 the processes count a key's requests in one table: a
+    burst of 5 lets 5 requests through in all, however the kernel spreads the connections
+    over the processes (each of them alone would let 5 through). The service removes the
+    table when it stops."""
+    before = _rate_tables()
+    with _serving(tmp_path, [Decimal("0.25")] * 8, AMIGATE_API_RATE_LIMIT="0.01",
+                  AMIGATE_API_RATE_BURST="5") as (_proc, base, key):  # fmt: skip
+        assert len(_rate_tables() - before) == 1
+        codes = [httpx.get(base + "/v1/meters", headers={"X-API-Key": key}, timeout=10)
+                 for _ in range(16)]  # each on a connection of its own  # fmt: skip
+    assert [c.status_code for c in codes].count(200) == 5, [c.status_code for c in codes]
+    refused = [c for c in codes if c.status_code == 429]
+    assert len(refused) == 11 and all(int(c.headers["Retry-After"]) >= 1 for c in refused)
+    assert _rate_tables() - before == set()
+
+
 def test_api_processes_run_on_uvloop(service: tuple[subprocess.Popen[str], str, str]) -> None:
     """API processes serve HTTP only, on uvloop's event loop (libuv: less CPU a request);
     the service keeps asyncio's loop for its buses."""

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from amigate import __version__
 from amigate.api.v1 import install as install_v1
-from amigate.api.v1.auth import require
+from amigate.api.v1.auth import RateLimiter, require
 from amigate.api.v1.errors import problem_responses
 from amigate.config import Settings
 from amigate.errors import AmigateError, ServiceUnreachable
@@ -42,6 +42,7 @@ def create_app(
     metrics: MetricsSource | None = None,
     readiness: Readiness | None = None,
     inline_reads: bool = False,
+    rate_limiter: RateLimiter | None = None,
 ) -> FastAPI:
     """Build the API over an engine whose schema is migrated.
 
@@ -55,6 +56,8 @@ def create_app(
         inline_reads: on SQLite, run the reads of one meter in the event loop instead of
             worker threads (see ``amigate.api.v1.reads``): for a loop that serves only
             the API, an API process's, not the service's, which drives the buses.
+        rate_limiter: the per-key rate limit (default: this process's own, from the
+            settings); API processes share one (``amigate.api.rate_buckets``).
     """
     app = FastAPI(
         title="amigate",
@@ -65,7 +68,7 @@ def create_app(
     app.state.engine = engine
     app.state.inline_reads = inline_reads and engine.dialect.name == "sqlite"
     app.state.metrics = source = metrics or Metrics()
-    install_v1(app, settings, engine)
+    install_v1(app, settings, engine, rate_limiter)
 
     def database() -> tuple[dict[str, Any], str | None]:
         body: dict[str, Any] = {"version": __version__, "database": engine.dialect.name}

@@ -33,12 +33,14 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
 
 from amigate.api.app import Readiness
+from amigate.api.rate_buckets import SharedRateLimiter, create_table
 from amigate.config import Settings
 from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
 
@@ -149,11 +151,13 @@ class ApiProcesses:
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._rate_table: Path | None = None  # the per-key buckets all processes share
 
     def start(self) -> None:
         """Start the processes, and a thread that starts a dead one again."""
         if not self.count:
             return
+        self._rate_table = create_table()
         self._started = [time.monotonic()] * self.count
         self._delay = [_RESTART_MIN_S] * self.count
         self.processes = [self._spawn(n) for n in range(self.count)]
@@ -182,11 +186,17 @@ class ApiProcesses:
                 _LOG.error("API process %s did not stop in %.0f s; killing it", p.pid, _STOP_WAIT_S)
                 p.kill()
                 p.join()
+        if self._rate_table is not None:
+            self._rate_table.unlink(missing_ok=True)
 
     def _spawn(self, number: int) -> BaseProcess:
+        table = self._rate_table
+        if table is None:
+            raise RuntimeError("API processes are spawned by start()")
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=serve_process, args=(self.settings, self.url, self.address, theirs),
+            target=serve_process,
+            args=(self.settings, self.url, self.address, theirs, table),
             name=f"amigate-api-{number + 1}", daemon=True,
         )  # fmt: skip
         process.start()
@@ -272,10 +282,11 @@ class ServiceLink:
 
 
 def serve_process(
-    settings: Settings, url: str, address: tuple[str, int], pipe: Connection
+    settings: Settings, url: str, address: tuple[str, int], pipe: Connection, rate_table: Path
 ) -> None:
     """An API process: serve the app over database ``url`` on ``address`` (shared with the
-    service) until SIGTERM or the service's end."""
+    service) until SIGTERM or the service's end, counting each key's requests in the
+    ``rate_table`` every API process shares."""
     from amigate.api.app import create_app
     from amigate.memory import bound_allocator, bound_sqlite, keep_freed, settle_heap
     from amigate.storage.engine import open_readers
@@ -290,7 +301,9 @@ def serve_process(
                           sqlite_cache_kib=settings.sqlite_cache_mb << 10,
                           sqlite_mmap_mib=settings.api_sqlite_mmap_mb)  # fmt: skip
     link = ServiceLink(pipe)
-    app = create_app(settings, engine, metrics=link, readiness=link.readiness, inline_reads=True)
+    limiter = SharedRateLimiter(rate_table, settings.api_rate_limit, settings.api_rate_burst)
+    app = create_app(settings, engine, metrics=link, readiness=link.readiness, inline_reads=True,
+                     rate_limiter=limiter)  # fmt: skip
     server = UvicornServer(uvicorn_config(app, settings))
     settle_heap()
     service = os.getppid()
@@ -316,3 +329,4 @@ def serve_process(
     finally:
         sock.close()
         engine.dispose()
+        limiter.close()

@@ -45,10 +45,14 @@ parameters and unknown body fields are refused (422).
 """
 
 
-def install(app: FastAPI, settings: Settings, engine: Engine) -> None:
-    """Mount the v1 API, its error handlers, limits and OpenAPI additions on ``app``."""
+def install(
+    app: FastAPI, settings: Settings, engine: Engine, rate_limiter: RateLimiter | None = None
+) -> None:
+    """Mount the v1 API, its error handlers, limits and OpenAPI additions on ``app``, with
+    ``rate_limiter`` (default: the process's own, from the settings)."""
     app.state.api_keys = ApiKeys(engine)
-    app.state.rate_limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
+    app.state.rate_limiter = rate_limiter or RateLimiter(settings.api_rate_limit,
+                                                         settings.api_rate_burst)  # fmt: skip
     app.state.tou = settings.tou.classifier(settings.timezone)
     app.state.channel_ids = {}
     install_error_handlers(app)
