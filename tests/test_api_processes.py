@@ -208,25 +208,30 @@ def test_api_processes_answer_large_responses_from_a_reserve_of_freed_memory(
     assert per_series["0"] > 200 and per_series["32"] < 20, per_series
 
 
-def _rate_tables() -> set[Path]:
-    return set(Path("/dev/shm").glob("amigate-rate-*"))
-
-
-def test_the_rate_limit_holds_for_the_port_not_for_each_process(tmp_path: Path) -> None:
+def test_the_rate_limit_holds_for_the_port_and_across_a_restarted_process(
+    tmp_path: Path,
+) -> None:
     """With ``api_processes`` = 2 the processes count a key's requests in one table: a
     burst of 5 lets 5 requests through in all, however the kernel spreads the connections
-    over the processes (each of them alone would let 5 through). The service removes the
-    table when it stops."""
-    before = _rate_tables()
+    over the processes (each alone would let 5 through), and an API process started
+    again after a crash counts in the same table."""
     with _serving(tmp_path, [Decimal("0.25")] * 8, AMIGATE_API_RATE_LIMIT="0.01",
-                  AMIGATE_API_RATE_BURST="5") as (_proc, base, key):  # fmt: skip
-        assert len(_rate_tables() - before) == 1
-        codes = [httpx.get(base + "/v1/meters", headers={"X-API-Key": key}, timeout=10)
-                 for _ in range(16)]  # each on a connection of its own  # fmt: skip
-    assert [c.status_code for c in codes].count(200) == 5, [c.status_code for c in codes]
-    refused = [c for c in codes if c.status_code == 429]
-    assert len(refused) == 11 and all(int(c.headers["Retry-After"]) >= 1 for c in refused)
-    assert _rate_tables() - before == set()
+                  AMIGATE_API_RATE_BURST="5") as (proc, base, key):  # fmt: skip
+
+        def statuses(count: int) -> list[int]:  # each on a connection of its own
+            return [httpx.get(base + "/v1/meters", headers={"X-API-Key": key},
+                              timeout=10).status_code for _ in range(count)]  # fmt: skip
+
+        assert statuses(3) == [200] * 3
+        crashed = min(_children(proc.pid))
+        os.kill(crashed, signal.SIGKILL)
+        _until("an API process is started again", lambda: crashed not in _children(proc.pid)
+               and len(_children(proc.pid)) == 2)  # fmt: skip
+        _until("it listens", lambda: httpx.get(base + "/readyz", timeout=5).status_code == 200)
+        after = statuses(12)
+        assert after.count(200) == 2 and after.count(429) == 10, after
+        refused = httpx.get(base + "/v1/meters", headers={"X-API-Key": key}, timeout=10)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
 
 
 def test_api_processes_run_on_uvloop(service: tuple[subprocess.Popen[str], str, str]) -> None:

@@ -33,14 +33,13 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
 
 from amigate.api.app import Readiness
-from amigate.api.rate_buckets import SharedRateLimiter, create_table
+from amigate.api.rate_buckets import RateTable, SharedRateLimiter
 from amigate.config import Settings
 from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
 
@@ -151,13 +150,13 @@ class ApiProcesses:
         self._context = multiprocessing.get_context("spawn")
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._rate_table: Path | None = None  # the per-key buckets all processes share
+        self._rate_table: RateTable | None = None  # the per-key buckets all processes share
 
     def start(self) -> None:
         """Start the processes, and a thread that starts a dead one again."""
         if not self.count:
             return
-        self._rate_table = create_table()
+        self._rate_table = RateTable()
         self._started = [time.monotonic()] * self.count
         self._delay = [_RESTART_MIN_S] * self.count
         self.processes = [self._spawn(n) for n in range(self.count)]
@@ -187,7 +186,8 @@ class ApiProcesses:
                 p.kill()
                 p.join()
         if self._rate_table is not None:
-            self._rate_table.unlink(missing_ok=True)
+            self._rate_table.close()
+            self._rate_table = None
 
     def _spawn(self, number: int) -> BaseProcess:
         table = self._rate_table
@@ -282,7 +282,8 @@ class ServiceLink:
 
 
 def serve_process(
-    settings: Settings, url: str, address: tuple[str, int], pipe: Connection, rate_table: Path
+    settings: Settings, url: str, address: tuple[str, int], pipe: Connection,
+    rate_table: RateTable,
 ) -> None:
     """An API process: serve the app over database ``url`` on ``address`` (shared with the
     service) until SIGTERM or the service's end, counting each key's requests in the
@@ -330,3 +331,4 @@ def serve_process(
         sock.close()
         engine.dispose()
         limiter.close()
+        rate_table.close()

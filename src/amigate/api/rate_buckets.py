@@ -1,12 +1,14 @@
 """The per-key rate limit shared by the API processes (setting ``api_processes`` above 1).
 
-Each API process used to keep its own token buckets, so a key got its rate once per
-process. The buckets now live in a small file the service creates and every API
-process maps: a fixed table of slots (a key's digest, its tokens, when they were
-counted), updated under an ``fcntl`` lock on the file. The kernel drops that lock when
-its holder dies, so an API process killed mid-update cannot stall the others, and a
-process started again maps the same table. ``time.monotonic`` is the system's
-monotonic clock, the same in every process.
+Buckets kept by each process would give a key its rate once per process. These live
+in a table of fixed slots (a key's digest, its tokens, when they were counted) in an
+anonymous memory file the service creates and hands to each API process it spawns,
+as a file descriptor: every process maps the same pages, and updates them under an
+``fcntl`` lock on the file. The file has no name, so nothing
+can remove it from under a process started again later, and nothing is left behind
+when the service ends, however it ends; the kernel drops a lock when its holder dies,
+so an API process killed mid-update cannot stall the others. ``time.monotonic`` is
+the system's monotonic clock, the same in every process.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import struct
 import tempfile
 import threading
 import time
-from pathlib import Path
+from multiprocessing import reduction
+from typing import Any
 
 from amigate.api.v1.auth import RateLimiter
 
@@ -30,27 +33,43 @@ _PROBES = 8
 _FREE = bytes(8)
 
 
-def create_table(slots: int = 4096) -> Path:
-    """A new, empty table of ``slots`` buckets (96 kB for 4,096 keys) in memory-backed
-    ``/dev/shm`` where there is one, else the temporary folder; the caller removes it."""
-    folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    fd, name = tempfile.mkstemp(prefix="amigate-rate-", dir=folder)
-    try:
-        os.ftruncate(fd, slots * _SLOT.size)
-    finally:
-        os.close(fd)
-    return Path(name)
+class RateTable:
+    """The memory file of the buckets. Passed to a process being spawned (in its
+    arguments), it arrives there as a descriptor of the same file."""
+
+    def __init__(self, slots: int = 4096, *, fd: int | None = None) -> None:
+        """A new, empty table of ``slots`` buckets (96 kB for 4,096 keys), or the one
+        open on ``fd``."""
+        if fd is None:
+            if hasattr(os, "memfd_create"):  # Linux: memory only
+                fd = os.memfd_create("amigate-rate-buckets")
+            else:
+                with tempfile.TemporaryFile() as unnamed:
+                    fd = os.dup(unnamed.fileno())
+            os.ftruncate(fd, slots * _SLOT.size)
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _open_table, (reduction.DupFd(self.fd),)
+
+    def close(self) -> None:
+        """Close this process's descriptor (the memory goes with the last one)."""
+        os.close(self.fd)
+
+
+def _open_table(duplicate: Any) -> RateTable:
+    return RateTable(fd=duplicate.detach())
 
 
 class SharedRateLimiter(RateLimiter):
-    """:class:`RateLimiter`'s token buckets, kept in a table (:func:`create_table`) that
-    every process mapping it shares."""
+    """:class:`RateLimiter`'s token buckets, kept in a :class:`RateTable` that every
+    process mapping it shares."""
 
-    def __init__(self, table: Path, rate: float, burst: int) -> None:
+    def __init__(self, table: RateTable, rate: float, burst: int) -> None:
         """Map ``table``; allow ``rate`` requests per second with bursts of ``burst``."""
         super().__init__(rate, burst)
-        self._file = open(table, "r+b")  # noqa: SIM115 - kept open for the lock
-        self._map = mmap.mmap(self._file.fileno(), 0)
+        self._fd = table.fd
+        self._map = mmap.mmap(self._fd, 0)
         self._slots = len(self._map) // _SLOT.size
         self._thread_lock = threading.Lock()  # fcntl locks are per process, not thread
 
@@ -61,7 +80,7 @@ class SharedRateLimiter(RateLimiter):
             digest = b"\x01" + digest[1:]
         first = int.from_bytes(digest[:4], "little") % self._slots
         with self._thread_lock:
-            fcntl.lockf(self._file, fcntl.LOCK_EX)
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
             try:
                 now = time.monotonic() if now is None else now
                 offset, tokens, last = self._find(digest, first, now)
@@ -71,7 +90,7 @@ class SharedRateLimiter(RateLimiter):
                     tokens -= 1
                 _SLOT.pack_into(self._map, offset, digest, tokens, now)
             finally:
-                fcntl.lockf(self._file, fcntl.LOCK_UN)
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
         return 0.0 if allowed else (1 - tokens) / self.rate
 
     def _find(self, digest: bytes, first: int, now: float) -> tuple[int, float, float]:
@@ -92,4 +111,3 @@ class SharedRateLimiter(RateLimiter):
     def close(self) -> None:
         """Unmap the table."""
         self._map.close()
-        self._file.close()
