@@ -137,6 +137,10 @@ class Metrics:
             "amigate_day_totals_rows", "Day-total rows built (meter, channel, day, tariff period).",
             registry=r,
         )  # fmt: skip
+        self.upkeep_steps = Counter(
+            "amigate_upkeep_steps", "Steps of the billing upkeep (day_totals, feed_prune, "
+            "chunk_order), by result (ok, failed).", ["step", "result"], registry=r,
+        )  # fmt: skip
         r.register(_Derived(self))
 
     # --- reported by bus workers ------------------------------------------------------
@@ -185,6 +189,10 @@ class Metrics:
         """A day-totals build ended."""
         self.totals_runs.labels("ok" if ok else "failed").inc()
         self.totals_rows.inc(rows)
+
+    def upkeep_step(self, step: str, *, ok: bool) -> None:
+        """A step of the billing upkeep ended."""
+        self.upkeep_steps.labels(step, "ok" if ok else "failed").inc()
 
     def set_clock_offset(self, bus: str, meter: str, seconds: float) -> None:
         """The clock of ``meter`` (its address) was off by ``seconds`` at its latest check."""

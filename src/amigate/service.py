@@ -335,33 +335,24 @@ class Service:
                 failed()
 
     async def _totals_loop(self) -> None:
-        """Billing upkeep, a minute after the start and then every ``day_totals_every_minutes``:
-        add up closed days per tariff period (``amigate.storage.day_totals``), prune
-        change-feed entries older than ``feed_retention_days`` and, on TimescaleDB, rewrite
-        a chunk of intervals closed a day ago in meter order (``storage.chunk_order``)."""
-        from amigate.billing.totals import build
-        from amigate.storage.chunk_order import order_closed_chunks
-        from amigate.storage.feed_queries import prune_changes
+        """Billing upkeep (``amigate.billing.upkeep``: day totals, change-feed pruning and
+        chunk order), a minute after the start and then every ``day_totals_every_minutes``;
+        each step is counted on its own."""
+        from amigate.billing.upkeep import STEPS, run_upkeep
 
         classifier = self.settings.tou.classifier(self.settings.timezone)
-        interval_s = int(self.settings.interval.total_seconds())
-        retention = timedelta(days=self.settings.feed_retention_days)
+        run = partial(
+            run_upkeep, self.store, classifier,
+            interval_s=int(self.settings.interval.total_seconds()),
+            days=self.settings.day_totals_days,
+            retention=timedelta(days=self.settings.feed_retention_days),
+        )  # fmt: skip
 
         async def upkeep() -> None:
-            rows = await asyncio.to_thread(
-                build, self.store, classifier, interval_s=interval_s,
-                days=self.settings.day_totals_days, now=self.clock.now(),
-            )  # fmt: skip
-            if retention:
-                pruned = await asyncio.to_thread(
-                    prune_changes, self.store.engine, self.clock.now() - retention
-                )
-                if pruned:
-                    _LOG.info("change feed: pruned %d entr(ies) older than %d days",
-                              pruned, retention.days)  # fmt: skip
-            ended = self.clock.now() - timedelta(days=1)
-            await asyncio.to_thread(order_closed_chunks, self.store.engine, ended_before=ended)
-            self.metrics.day_totals(ok=True, rows=rows)
+            report = await asyncio.to_thread(partial(run, now=self.clock.now()))
+            for step in STEPS:
+                self.metrics.upkeep_step(step, ok=step not in report.failed)
+            self.metrics.day_totals(ok="day_totals" not in report.failed, rows=report.rows)
 
         await self._every("billing upkeep", 60.0, self.settings.day_totals_every_minutes * 60,
                           upkeep, lambda: self.metrics.day_totals(ok=False))  # fmt: skip

@@ -199,6 +199,10 @@ def test_run_with_a_fleet_stores_intervals_and_stops_on_sigterm(tmp_path: Path) 
             # Day totals are built a (scaled) minute after the start, then on their schedule.
             _wait("a day-totals build", lambda: _counted(api_port, "amigate_day_totals_runs_total"),
                   proc, 60)  # fmt: skip
+            upkeep = _get(f"http://127.0.0.1:{api_port}/metrics")
+            assert upkeep is not None
+            for step in ("day_totals", "feed_prune", "chunk_order"):  # each counted on its own
+                assert f'amigate_upkeep_steps_total{{result="ok",step="{step}"}} ' in upkeep.text
             output = _stop_cleanly(proc)
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=10)
