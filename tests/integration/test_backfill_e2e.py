@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 5, 4, 4, 0, tzinfo=UTC)
 IV = timedelta(minutes=15)
 HOME, SHOP = "000000000001", "000000000002"
-TIMEOUT = 0.4
+TIMEOUT = 0.8  # real seconds: ample for a reply on a loaded machine; a fault waits it out
 LOAD = {"kind": "residential", "kw": "3", "noise": 0.2}
 
 
