@@ -11,7 +11,7 @@ from typing import Any
 from amigate.api.v1.intervals import interval_out
 from amigate.domain import Interval, MeterStatus, Quality, RegisterRead, Source
 from amigate.normalize import floor_boundary
-from amigate.storage import api_queries
+from amigate.storage import api_queries, plain_series
 from amigate.storage.plain_series import PlainColumns, _unpacked, in_start_order, series_columns
 from tests.api.conftest import JAN1, Api, Q, add_meter, add_series
 
@@ -219,6 +219,9 @@ def test_a_series_read_every_interval_is_recognised_from_its_texts() -> None:
         expected = in_start_order(_unpacked(starts, values, packed))
         assert expected.start == sorted(expected.start, key=int), name
         assert series_columns(count, starts, values, packed) == expected, name
+    plain_series._RUNS.clear()
+    series_columns(*cases["gap"])
+    assert not plain_series._RUNS  # only what may be a run is built and kept
     count, starts, values, packed = cases["regular"]
     first = series_columns(count, starts, values, packed)
     first.start.clear()  # each answer owns its lists: the run's starts are shared

@@ -77,10 +77,12 @@ def series_columns(count: int, starts: str, values: str, packed: str) -> PlainCo
     first_packed = packed.split(",", 1)[0]
     if packed == ",".join(repeat(first_packed, count)):
         duration, quality, source = _codes(first_packed)
-        run = _RUNS[starts.split(",", 1)[0], count, duration]
-        if starts == run.text:
-            return PlainColumns(list(run.starts), [duration] * count, values.split(","),
-                                [quality] * count, [source] * count)  # fmt: skip
+        first, last = starts.split(",", 1)[0], starts.rsplit(",", 1)[-1]
+        if int(last) - int(first) == (count - 1) * int(duration):  # else no run: not cached
+            run = _RUNS[first, count, duration]
+            if starts == run.text:
+                return PlainColumns(list(run.starts), [duration] * count, values.split(","),
+                                    [quality] * count, [source] * count)  # fmt: skip
     return in_start_order(_unpacked(starts, values, packed))
 
 
