@@ -27,6 +27,9 @@ a run with much of it measures the host, not amigate.
 
 ``--processes`` is the service's ``api_processes`` (1 by default).
 
+Before each backend it prints how long a fixed Python loop took: on a shared virtual
+machine the same run can measure up to twice as slow when the machine is slow.
+
 Loaded data is kept (``--sqlite-path``, the ``amigate_bench_api`` database) and
 reused when it already holds the same number of rows, so a second run measures
 at once.
@@ -177,6 +180,16 @@ class Http:
         self._conn.close()
 
 
+def _loop_seconds() -> float:
+    """CPU time of a fixed Python loop: how fast this machine runs Python right now (on a
+    shared virtual machine it varies by up to half within minutes)."""
+    started = time.process_time()
+    total = 0
+    for i in range(3_000_000):
+        total += i * i % 7
+    return time.process_time() - started
+
+
 def _stolen_seconds() -> float:
     """CPU time the host of this virtual machine gave to others while it wanted to run
     (``steal`` in ``/proc/stat``, all CPUs): runs with much of it measure the host."""
@@ -262,7 +275,7 @@ def measure(
 def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests: int,
           batches: int) -> None:  # fmt: skip
     """Load (if needed), serve and measure one backend."""
-    print(f"{name}:")
+    print(f"{name}: (a fixed Python loop took {_loop_seconds():.2f} s)")
     upgrade(engine)
     load(engine, meters, days)
     key = ApiKeys(engine).create("bench", ["read", "billing"])[1]
