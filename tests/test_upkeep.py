@@ -19,11 +19,13 @@ from tests.api.conftest import add_meter, add_series
 DAY = datetime(2026, 3, 1, tzinfo=UTC) - timedelta(hours=8)
 
 
-def _run(store: Store, now: datetime) -> tuple[int, int, list[str]]:
+def _run(
+    store: Store, now: datetime, retention: timedelta = timedelta(days=35)
+) -> tuple[int, int, list[str], list[str]]:
     settings = load_settings(None)
     report = run_upkeep(store, settings.tou.classifier(settings.timezone), interval_s=900,
-                        days=7, retention=timedelta(days=35), now=now)  # fmt: skip
-    return report.rows, report.pruned, report.failed
+                        days=7, retention=retention, now=now)  # fmt: skip
+    return report.rows, report.pruned, report.done, report.failed
 
 
 def _days_and_sealed_feed(store: Store) -> None:
@@ -42,8 +44,9 @@ def test_a_failing_step_leaves_the_others_running(
     with sqlite_store.engine.begin() as conn:
         conn.execute(text("DROP TABLE changes"))
     with caplog.at_level(logging.WARNING, logger="amigate.service"):
-        rows, pruned, failed = _run(sqlite_store, DAY + timedelta(days=2))
-    assert (rows, pruned, failed) == (8, 0, ["feed_prune"])  # 2 meters x 4 tariff periods
+        rows, pruned, done, failed = _run(sqlite_store, DAY + timedelta(days=2))
+    assert (rows, pruned) == (8, 0)  # 2 meters x 4 tariff periods
+    assert (done, failed) == (["day_totals", "chunk_order"], ["feed_prune"])
     assert any(r.getMessage().startswith("billing upkeep: feed_prune failed:")
                and "the other steps go on" in r.getMessage() for r in caplog.records)  # fmt: skip
 
@@ -54,11 +57,17 @@ def test_a_failing_day_totals_build_does_not_keep_the_feed_from_being_pruned(
     _days_and_sealed_feed(sqlite_store)
     with sqlite_store.engine.begin() as conn:
         conn.execute(text("DROP TABLE day_totals"))
-    rows, pruned, failed = _run(sqlite_store, datetime.now(UTC) + timedelta(days=36))
+    rows, pruned, done, failed = _run(sqlite_store, datetime.now(UTC) + timedelta(days=36))
     # The older entry is deleted; the newer stays as the mark of what was pruned.
     assert (rows, pruned, failed) == (0, 1, ["day_totals"])
+    assert done == ["feed_prune", "chunk_order"]
 
 
 def test_every_step_succeeds_on_a_sound_database(sqlite_store: Store) -> None:
+    """Each step runs and is reported done; without a retention the feed is not pruned."""
     _days_and_sealed_feed(sqlite_store)
-    assert _run(sqlite_store, DAY + timedelta(days=2)) == (8, 0, [])
+    assert _run(sqlite_store, DAY + timedelta(days=2)) == (
+        8, 0, ["day_totals", "feed_prune", "chunk_order"], [],
+    )  # fmt: skip
+    forever = _run(sqlite_store, datetime.now(UTC) + timedelta(days=36), timedelta(0))
+    assert forever == (0, 0, ["day_totals", "chunk_order"], [])

@@ -338,7 +338,7 @@ class Service:
         """Billing upkeep (``amigate.billing.upkeep``: day totals, change-feed pruning and
         chunk order), a minute after the start and then every ``day_totals_every_minutes``;
         each step is counted on its own."""
-        from amigate.billing.upkeep import STEPS, run_upkeep
+        from amigate.billing.upkeep import run_upkeep
 
         classifier = self.settings.tou.classifier(self.settings.timezone)
         run = partial(
@@ -350,9 +350,9 @@ class Service:
 
         async def upkeep() -> None:
             report = await asyncio.to_thread(partial(run, now=self.clock.now()))
-            for step in STEPS:
-                self.metrics.upkeep_step(step, ok=step not in report.failed)
-            self.metrics.day_totals(ok="day_totals" not in report.failed, rows=report.rows)
+            for step in report.done + report.failed:
+                self.metrics.upkeep_step(step, ok=step in report.done)
+            self.metrics.day_totals(ok="day_totals" in report.done, rows=report.rows)
 
         await self._every("billing upkeep", 60.0, self.settings.day_totals_every_minutes * 60,
                           upkeep, lambda: self.metrics.day_totals(ok=False))  # fmt: skip

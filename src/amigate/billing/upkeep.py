@@ -24,13 +24,9 @@ from amigate.storage.chunk_order import order_closed_chunks
 from amigate.storage.feed_queries import prune_changes
 from amigate.tou import TouClassifier
 
-__all__ = ["STEPS", "UpkeepReport", "run_upkeep"]
+__all__ = ["UpkeepReport", "run_upkeep"]
 
 _LOG = logging.getLogger("amigate.service")
-
-#: The steps, in the order they run.
-STEPS = ("day_totals", "feed_prune", "chunk_order")
-
 
 @dataclass
 class UpkeepReport:
@@ -39,6 +35,7 @@ class UpkeepReport:
     rows: int = 0  # day-total rows built
     pruned: int = 0  # change-feed entries deleted
     chunks: int = 0  # chunks rewritten in meter order
+    done: list[str] = field(default_factory=list)  # the steps that ran without error
     failed: list[str] = field(default_factory=list)  # the steps that failed
 
 
@@ -46,7 +43,8 @@ def run_upkeep(
     store: Store, classifier: TouClassifier, *, interval_s: int, days: int,
     retention: timedelta, now: datetime,
 ) -> UpkeepReport:  # fmt: skip
-    """Run every step once; a failed step is logged and reported, and the next one runs.
+    """Run every step once (pruning only with a retention); a failed step is logged and
+    reported, and the next one runs.
 
     Args:
         store: the service's store.
@@ -60,11 +58,14 @@ def run_upkeep(
 
     def step(name: str, call: Callable[[], int]) -> int:
         try:
-            return call()
+            result = call()
         except AmigateError as exc:
             _LOG.warning("billing upkeep: %s failed: %s; the other steps go on", name, exc)
         except Exception:  # a bug: the other steps still run
             _LOG.exception("billing upkeep: %s failed; the other steps go on", name)
+        else:
+            report.done.append(name)
+            return result
         report.failed.append(name)
         return 0
 
