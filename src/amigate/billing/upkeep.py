@@ -28,6 +28,7 @@ __all__ = ["UpkeepReport", "run_upkeep"]
 
 _LOG = logging.getLogger("amigate.service")
 
+
 @dataclass
 class UpkeepReport:
     """What one upkeep run did."""
