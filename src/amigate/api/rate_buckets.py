@@ -41,9 +41,9 @@ class RateTable:
         """A new, empty table of ``slots`` buckets (96 kB for 4,096 keys), or the one
         open on ``fd``."""
         if fd is None:
-            if hasattr(os, "memfd_create"):  # Linux: memory only
+            try:  # Linux: memory only
                 fd = os.memfd_create("amigate-rate-buckets")
-            else:
+            except (AttributeError, OSError):  # elsewhere, or refused: a file without a name
                 with tempfile.TemporaryFile() as unnamed:
                     fd = os.dup(unnamed.fileno())
             os.ftruncate(fd, slots * _SLOT.size)
