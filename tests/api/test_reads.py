@@ -153,20 +153,28 @@ def test_the_fast_series_writes_what_the_model_writes(api: Api) -> None:
 def test_regular_and_broken_runs_write_what_the_model_writes(api: Api) -> None:
     """A series read every interval (one start every 15 minutes, one quality and source)
     takes shared heads and one tail; one broken by a different quality, or by a gap, is
-    written piece by piece. Each document equals the model's, whole and from any page."""
-    regular, odd_quality, gapped = (add_meter(api.store, f"{i:012d}") for i in (11, 12, 13))
+    written piece by piece, and so are series off the 15-minute grid or of 5-minute
+    intervals. Each document equals the model's, whole and from any page."""
+    regular, odd_quality, gapped, off_grid, short, unread = (
+        add_meter(api.store, f"{i:012d}") for i in range(11, 17)
+    )
     values = [D(f"{i}.{i:02d}") for i in range(1, 9)]
     for meter in (regular, odd_quality):
         add_series(api.store, meter, JAN1, list(values))
     add_series(api.store, gapped, JAN1, values[:3])
     add_series(api.store, gapped, JAN1 + 5 * Q, values[5:])
+    add_series(api.store, off_grid, JAN1 + timedelta(minutes=5), values[:7])  # starts at :05
+    add_series(api.store, unread, JAN1, [None] * 8)  # every interval missing
+    five = timedelta(minutes=5)
     api.store.ingest_intervals([Interval(
         meter_id=odd_quality, channel="1.8.0", start=JAN1 + 8 * Q, end=JAN1 + 9 * Q,
         value=D("4"), quality=Quality.ESTIMATED, source=Source.ESTIMATION,
-    )])  # fmt: skip
+    ), *(Interval(meter_id=short, channel="1.8.0", start=JAN1 + i * five,
+                  end=JAN1 + (i + 1) * five, value=D(i)) for i in range(27))])  # fmt: skip
     engine, cid = api.app.state.engine, api.store.channel_id("1.8.0")
     rng = {"start": JAN1.isoformat(), "end": (JAN1 + 9 * Q).isoformat()}
-    for meter, count in ((regular, 8), (odd_quality, 9), (gapped, 6)):
+    for meter, count in ((regular, 8), (odd_quality, 9), (gapped, 6), (off_grid, 7),
+                         (short, 27), (unread, 8)):  # fmt: skip
         rows, _ = api_queries.series(engine, meter, cid, JAN1, JAN1 + 9 * Q, version="original")
         expected = [interval_out(r).model_dump(mode="json") for r in rows]
         assert len(expected) == count
