@@ -84,14 +84,11 @@ class SharedRateLimiter(RateLimiter):
             try:
                 now = time.monotonic() if now is None else now
                 offset, tokens, last = self._find(digest, first, now)
-                tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
-                allowed = tokens >= 1
-                if allowed:
-                    tokens -= 1
+                tokens, wait = self.spend(tokens, now - last)
                 _SLOT.pack_into(self._map, offset, digest, tokens, now)
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN)
-        return 0.0 if allowed else (1 - tokens) / self.rate
+        return wait
 
     def _find(self, digest: bytes, first: int, now: float) -> tuple[int, float, float]:
         """The offset of ``digest``'s slot and its tokens and time: its own, a free one

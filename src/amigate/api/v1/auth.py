@@ -45,12 +45,17 @@ class RateLimiter:
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return 0.0
+            tokens, wait = self.spend(tokens, now - last)
             self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
+            return wait
+
+    def spend(self, tokens: float, elapsed: float) -> tuple[float, float]:
+        """A bucket holding ``tokens`` ``elapsed`` seconds ago, asked for one now: the
+        tokens it keeps, and 0 when the token was given, else seconds until one is free."""
+        tokens = min(self.burst, tokens + max(0.0, elapsed) * self.rate)
+        if tokens >= 1:
+            return tokens - 1, 0.0
+        return tokens, (1 - tokens) / self.rate
 
 
 def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
