@@ -154,9 +154,10 @@ def test_regular_and_broken_runs_write_what_the_model_writes(api: Api) -> None:
     """A series read every interval (one start every 15 minutes, one quality and source)
     takes shared heads and one tail; one broken by a different quality, or by a gap, is
     written piece by piece, and so are series off the 15-minute grid or of 5-minute
-    intervals. Each document equals the model's, whole and from any page."""
-    regular, odd_quality, gapped, off_grid, short, unread = (
-        add_meter(api.store, f"{i:012d}") for i in range(11, 17)
+    intervals, or of intervals that overlap yet span the time of a run. Each document
+    equals the model's, whole and from any page."""
+    regular, odd_quality, gapped, off_grid, short, unread, overlapping = (
+        add_meter(api.store, f"{i:012d}") for i in range(11, 18)
     )
     values = [D(f"{i}.{i:02d}") for i in range(1, 9)]
     for meter in (regular, odd_quality):
@@ -170,11 +171,13 @@ def test_regular_and_broken_runs_write_what_the_model_writes(api: Api) -> None:
         meter_id=odd_quality, channel="1.8.0", start=JAN1 + 8 * Q, end=JAN1 + 9 * Q,
         value=D("4"), quality=Quality.ESTIMATED, source=Source.ESTIMATION,
     ), *(Interval(meter_id=short, channel="1.8.0", start=JAN1 + i * five,
-                  end=JAN1 + (i + 1) * five, value=D(i)) for i in range(27))])  # fmt: skip
+                  end=JAN1 + (i + 1) * five, value=D(i)) for i in range(27)),
+      *(Interval(meter_id=overlapping, channel="1.8.0", start=JAN1 + at, end=JAN1 + at + Q,
+                 value=D(1)) for at in (0 * Q, five, 2 * Q))])  # 0, 5 and 30 minutes
     engine, cid = api.app.state.engine, api.store.channel_id("1.8.0")
     rng = {"start": JAN1.isoformat(), "end": (JAN1 + 9 * Q).isoformat()}
     for meter, count in ((regular, 8), (odd_quality, 9), (gapped, 6), (off_grid, 7),
-                         (short, 27), (unread, 8)):  # fmt: skip
+                         (short, 27), (unread, 8), (overlapping, 3)):  # fmt: skip
         rows, _ = api_queries.series(engine, meter, cid, JAN1, JAN1 + 9 * Q, version="original")
         expected = [interval_out(r).model_dump(mode="json") for r in rows]
         assert len(expected) == count
