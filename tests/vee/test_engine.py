@@ -10,13 +10,27 @@ import pytest
 from sqlalchemy import select
 
 from amigate.config import VeeSettings
-from amigate.domain import Meter, MeterRole, Protocol, Quality, RegisterRead, Sample, Source
+from amigate.domain import (
+    Interval,
+    Meter,
+    MeterRole,
+    Protocol,
+    Quality,
+    RegisterRead,
+    Sample,
+    Source,
+)
 from amigate.errors import ReadingRejected
 from amigate.normalize import ChannelPolicy, normalize_reads
 from amigate.storage import Store
 from amigate.storage.anomaly_store import list_anomalies
 from amigate.storage.models import VeeRunRow
-from amigate.storage.vee_queries import MeterProfile, meter_profiles, set_meter_profile
+from amigate.storage.vee_queries import (
+    MeterProfile,
+    load_window,
+    meter_profiles,
+    set_meter_profile,
+)
 from amigate.vee import validate, validate_since
 from amigate.vee.versions import edit_interval, record_backfill
 
@@ -79,6 +93,25 @@ def test_validation_stores_flags_and_estimates_once(vee_store: Store) -> None:
     with vee_store.engine.connect() as conn:
         runs = conn.execute(select(VeeRunRow.parameters)).scalars().all()
     assert len(runs) == 2 and runs[0]["like_days"] == 4
+
+
+def test_overlapping_intervals_spanning_a_run_are_flagged(vee_store: Store) -> None:
+    """Intervals at 0, 5 and 30 minutes of 15 each span what a run of three does; the
+    window read keeps their real starts, so the overlap is found."""
+    meter = _meter(vee_store, 1)
+    assert meter.id is not None
+    since = START + timedelta(days=2)
+    vee_store.ingest_intervals([
+        Interval(meter_id=meter.id, channel="1.8.0", start=since + at, end=since + at + STEP,
+                 value=Decimal("0.1"))
+        for at in (timedelta(0), timedelta(minutes=5), 2 * STEP)
+    ])  # fmt: skip
+    window = load_window(vee_store.engine, [meter.id], since, since + timedelta(days=1))
+    assert window.intervals[(meter.id, "1.8.0")].ts == [
+        int((since + at).timestamp()) for at in (timedelta(0), timedelta(minutes=5), 2 * STEP)
+    ]
+    report = validate(vee_store, since=since, until=since + timedelta(days=1), settings=CFG)
+    assert report.anomalies.get("duplicate_interval") == 1
 
 
 def test_backfill_replaces_an_estimate_and_keeps_history(vee_store: Store) -> None:

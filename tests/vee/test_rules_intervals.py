@@ -31,6 +31,10 @@ def test_duplicate_interval_is_an_overlap() -> None:
         "duplicate_interval"
     ]
     assert not RULES["duplicate_interval"](data(intervals={"1.8.0": intervals([1, 1, 1])}), CFG)
+    spanning = intervals([1, 1, 1])
+    spanning.ts[1] = spanning.ts[0] + STEP // 3  # first and last as a run's; the second overlaps
+    (found,) = RULES["duplicate_interval"](data(intervals={"1.8.0": spanning}), CFG)
+    assert found.start.timestamp() == spanning.ts[1]
 
 
 def test_duplicate_read_of_one_boundary_with_another_value() -> None:

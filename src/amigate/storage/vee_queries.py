@@ -165,13 +165,19 @@ def load_window(
                 cursor.execute("PRAGMA mmap_size = 1073741824")  # read pages without copying
             cursor.execute("SELECT id, code FROM channels")
             codes: dict[int, str] = dict(cursor.fetchall())
-            head = (f"count(*), min({_epoch_sql(engine, 'ts')}), max({_epoch_sql(engine, 'ts')}), "
-                    "min(duration_s), max(duration_s), min(quality), max(quality), ")
+            epoch = _epoch_sql(engine, "ts")
+            phase = f"{epoch} % duration_s" if sqlite_ else f"mod({epoch}, duration_s)"
+            shape = f"duration_s * 4294967296 + {phase}"  # duration and grid phase in one
+            head = (f"count(*), min({epoch}), max({epoch}), min({shape}), max({shape}), "
+                    "min(quality), max(quality), ")  # fmt: skip
             irregular = []
-            for m, c, n, t0, t1, d0, d1, q0, q1, joined in fetch(
+            for m, c, n, t0, t1, low, high, q0, q1, joined in fetch(
                 "intervals", "ts", ("value",), head=head
             ):
-                if d0 == d1 and q0 == q1 and t1 - t0 == (n - 1) * d0:  # back to back
+                # Back to back: n distinct starts of one duration on one grid, from t0 to
+                # t1 (first and last alone cannot tell: 0, 300 and 1800 span 2 x 900).
+                d0 = low >> 32
+                if low == high and q0 == q1 and t1 - t0 == (n - 1) * d0:
                     (value,) = _columns([joined], nullable=0, sorted_=True)
                     out.intervals[(m, codes[c])] = IntervalColumns(
                         list(range(t0, t1 + 1, d0)), [d0] * n, value, [q0] * n

@@ -107,7 +107,9 @@ def _estimate_channel(
                 count += 1
         i = first + max(count, 1)
         gap = list(range(first, min(first + count, n)))
-        if len(gap) != count or ts[gap[-1]] != ts[first] + (count - 1) * step:
+        if len(gap) != count or ts[first:first + count] != list(
+            range(ts[first], ts[first] + count * step, step)
+        ):
             continue  # not a contiguous run of stored slots
         if total is None and (first + count >= n or values[first + count] is None):
             continue  # open gap: nothing after it yet

@@ -54,8 +54,10 @@ def duplicate_interval(data: MeterData, cfg: VeeSettings) -> list[Anomaly]:
     out: list[Anomaly] = _duplicate_reads(data)
     for channel, cols in data.intervals.items():
         ts, dur = cols.ts, cols.duration
-        if not ts or (dur.count(dur[0]) == len(dur) and ts[-1] - ts[0] == (len(ts) - 1) * dur[0]):
-            continue  # one length, back to back: nothing can overlap
+        if not ts or (dur.count(dur[0]) == len(dur)
+                      and ts == list(range(ts[0], ts[0] + len(ts) * dur[0], dur[0]))):  # fmt: skip
+            continue  # one length, back to back: nothing can overlap (the first and last
+            # start alone cannot tell: 0, 300 and 1800 span what a run of 900 s does)
         for i in range(1, len(ts)):
             if ts[i] < ts[i - 1] + dur[i - 1] and ts[i] + dur[i] > data.since:
                 out.append(data.anomaly(
