@@ -55,6 +55,16 @@ def test_gap_without_span_takes_the_straight_line() -> None:
     assert est[0].reason_codes == ("2.8.0",)
 
 
+def test_missing_slots_that_overlap_are_no_gap_to_fill() -> None:
+    """Missing intervals whose first and last start span what a run does, with one that
+    overlaps inside, are not a contiguous gap: nothing is estimated over them."""
+    values: list[float | None] = [0.2] * 3 + [None] * 3 + [0.6] * 3
+    cols = intervals(values)
+    cols.ts[4] = cols.ts[3] + STEP // 3  # 3, 3 1/3 and 5 steps: as a run's 3, 4 and 5 would
+    assert not estimate_meter(data(intervals={"1.8.0": cols}), CFG)
+    assert len(estimate_meter(data(intervals={"1.8.0": intervals(values)}), CFG)) == 3
+
+
 def test_interpolation_limit_edge() -> None:
     # exactly 2 h (8 intervals) is still linear; 9 intervals go to like-day
     history = [0.1 + 0.001 * (k % 96) for k in range(28 * 96)]
