@@ -5,7 +5,7 @@ register read per meter and local day), starts ``amigate run`` on the database
 and measures, under 8 concurrent clients over loopback HTTP (8 processes, each
 one keep-alive connection, sharing the machine's CPUs with the server):
 
-* one meter-month interval series (2,880 intervals);
+* one meter-month interval series (2,880 intervals), as items and as blocks of values;
 * one meter-month billing determinant;
 * determinants of 1,000 meters in one batch request.
 
@@ -302,6 +302,11 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
         # Count without parsing: the clients share the 2 CPUs with the server.
         assert status == 200 and body.count(b'"quality"') == days * 96, body[:200]
 
+    def blocks(http: Http, n: int) -> None:
+        status, body = http.get(f"/v1/meters/{n * 7919 % meters + 1}/intervals/blocks", period)
+        assert status == 200, body[:200]
+        assert sum(len(b["values"]) for b in json.loads(body)["items"]) == days * 96, body[:200]
+
     def determinant(http: Http, n: int) -> None:
         status, body = http.get(f"/v1/meters/{n * 7919 % meters + 1}/determinants", period)
         assert status == 200 and json.loads(body)["billable"], body[:300]
@@ -315,6 +320,7 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
     try:
         measure(f"meter-month series ({days * 96} intervals)", base, key, requests, series,
                 proc.pid)  # fmt: skip
+        measure("meter-month series as blocks", base, key, requests, blocks, proc.pid)
         measure("meter-month determinant", base, key, requests, determinant, proc.pid)
         if batches:
             measure(f"batch of {batch_size} determinants", base, key, batches, batch, proc.pid)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from amigate.api import create_app
 from amigate.config import Settings, load_settings
-from amigate.domain import Interval, Meter, Protocol, Quality, RegisterRead
+from amigate.domain import Interval, Meter, Protocol, Quality, RegisterRead, Source
 from amigate.storage import Store
 from amigate.storage.api_keys import SCOPES, ApiKeys
 from tests.helpers import free_port
@@ -130,3 +130,31 @@ def add_series(
                                       value=register, collected_at=end))  # fmt: skip
     store.ingest_intervals(intervals)
     store.ingest_register_reads(reads)
+
+
+def add_run_cases(store: Store) -> dict[str, tuple[int, int]]:
+    """Version-1 series in ``[JAN1, JAN1 + 9 Q)`` that are runs or break them, by name:
+    (meter id, interval count). A run read every interval; one ending in an estimated
+    interval; one with a gap; one off the 15-minute grid; one of 5-minute intervals; one
+    with every interval missing; and intervals that overlap yet span a run's time."""
+    names = ["regular", "odd quality", "gapped", "off grid", "short", "unread", "overlapping"]
+    ids = {name: add_meter(store, f"{i:012d}") for i, name in enumerate(names, 11)}
+    values = [Decimal(f"{i}.{i:02d}") for i in range(1, 9)]
+    for name in ("regular", "odd quality"):
+        add_series(store, ids[name], JAN1, list(values))
+    add_series(store, ids["gapped"], JAN1, values[:3])
+    add_series(store, ids["gapped"], JAN1 + 5 * Q, values[5:])
+    add_series(store, ids["off grid"], JAN1 + timedelta(minutes=5), values[:7])  # at :05
+    add_series(store, ids["unread"], JAN1, [None] * 8)
+    five = timedelta(minutes=5)
+    store.ingest_intervals([Interval(
+        meter_id=ids["odd quality"], channel="1.8.0", start=JAN1 + 8 * Q, end=JAN1 + 9 * Q,
+        value=Decimal(4), quality=Quality.ESTIMATED, source=Source.ESTIMATION,
+    ), *(Interval(meter_id=ids["short"], channel="1.8.0", start=JAN1 + i * five,
+                  end=JAN1 + (i + 1) * five, value=Decimal(i)) for i in range(27)),
+      *(Interval(meter_id=ids["overlapping"], channel="1.8.0", start=JAN1 + at,
+                 end=JAN1 + at + Q, value=Decimal(1))
+        for at in (0 * Q, five, 2 * Q))])  # 0, 5 and 30 minutes  # fmt: skip
+    counts = {"regular": 8, "odd quality": 9, "gapped": 6, "off grid": 7, "short": 27,
+              "unread": 8, "overlapping": 3}  # fmt: skip
+    return {name: (ids[name], counts[name]) for name in names}

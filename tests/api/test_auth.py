@@ -23,6 +23,7 @@ ROUTES: list[tuple[str, str, str, dict[str, object]]] = [
     ("GET", "/v1/meters/{meter_id}", "read", {}),
     ("GET", "/v1/meters/{meter_id}/intervals", "read", {"query": QUERY}),
     ("GET", "/v1/meters/{meter_id}/intervals/aggregate", "read", {"query": QUERY}),
+    ("GET", "/v1/meters/{meter_id}/intervals/blocks", "read", {"query": QUERY}),
     ("GET", "/v1/meters/{meter_id}/intervals.csv", "read", {"query": QUERY}),
     ("POST", "/v1/meters/{meter_id}/intervals/edits", "operate",
      {"json": {"start": "2026-01-01T00:00:00+08:00", "value": "1", "reason": "x"}}),

@@ -13,7 +13,7 @@ from amigate.domain import Interval, MeterStatus, Quality, RegisterRead, Source
 from amigate.normalize import floor_boundary
 from amigate.storage import api_queries, plain_series
 from amigate.storage.plain_series import PlainColumns, _unpacked, in_start_order, series_columns
-from tests.api.conftest import JAN1, Api, Q, add_meter, add_series
+from tests.api.conftest import JAN1, Api, Q, add_meter, add_run_cases, add_series
 
 D = Decimal
 VALUES: list[Decimal | None] = [D("1.25"), D("2.5"), None, D("0.75"), D("1"), D("3.125")]
@@ -156,28 +156,10 @@ def test_regular_and_broken_runs_write_what_the_model_writes(api: Api) -> None:
     written piece by piece, and so are series off the 15-minute grid or of 5-minute
     intervals, or of intervals that overlap yet span the time of a run. Each document
     equals the model's, whole and from any page."""
-    regular, odd_quality, gapped, off_grid, short, unread, overlapping = (
-        add_meter(api.store, f"{i:012d}") for i in range(11, 18)
-    )
-    values = [D(f"{i}.{i:02d}") for i in range(1, 9)]
-    for meter in (regular, odd_quality):
-        add_series(api.store, meter, JAN1, list(values))
-    add_series(api.store, gapped, JAN1, values[:3])
-    add_series(api.store, gapped, JAN1 + 5 * Q, values[5:])
-    add_series(api.store, off_grid, JAN1 + timedelta(minutes=5), values[:7])  # starts at :05
-    add_series(api.store, unread, JAN1, [None] * 8)  # every interval missing
-    five = timedelta(minutes=5)
-    api.store.ingest_intervals([Interval(
-        meter_id=odd_quality, channel="1.8.0", start=JAN1 + 8 * Q, end=JAN1 + 9 * Q,
-        value=D("4"), quality=Quality.ESTIMATED, source=Source.ESTIMATION,
-    ), *(Interval(meter_id=short, channel="1.8.0", start=JAN1 + i * five,
-                  end=JAN1 + (i + 1) * five, value=D(i)) for i in range(27)),
-      *(Interval(meter_id=overlapping, channel="1.8.0", start=JAN1 + at, end=JAN1 + at + Q,
-                 value=D(1)) for at in (0 * Q, five, 2 * Q))])  # 0, 5 and 30 minutes
+    cases = add_run_cases(api.store)
     engine, cid = api.app.state.engine, api.store.channel_id("1.8.0")
     rng = {"start": JAN1.isoformat(), "end": (JAN1 + 9 * Q).isoformat()}
-    for meter, count in ((regular, 8), (odd_quality, 9), (gapped, 6), (off_grid, 7),
-                         (short, 27), (unread, 8), (overlapping, 3)):  # fmt: skip
+    for meter, count in cases.values():
         rows, _ = api_queries.series(engine, meter, cid, JAN1, JAN1 + 9 * Q, version="original")
         expected = [interval_out(r).model_dump(mode="json") for r in rows]
         assert len(expected) == count
@@ -185,7 +167,7 @@ def test_regular_and_broken_runs_write_what_the_model_writes(api: Api) -> None:
         assert api.get(path, "read", params=rng).json()["items"] == expected
         for limit in (3, 5):  # pages start mid-run: other runs, other heads
             assert _all_pages(api, path, **rng, limit=limit) == expected
-    assert api.get(f"/v1/meters/{odd_quality}/intervals", "read",
+    assert api.get(f"/v1/meters/{cases['odd quality'][0]}/intervals", "read",
                    params=rng).json()["items"][-1]["quality"] == "estimated"  # fmt: skip
 
 

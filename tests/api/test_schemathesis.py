@@ -50,7 +50,7 @@ def running(engine: Engine) -> Iterator[tuple[Any, str]]:
 def test_no_server_errors_and_no_schema_violations(running: tuple[Any, str]) -> None:
     schema, _key = running
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 20  # every /v1 operation and /healthz, /readyz, /metrics
+    assert len(operations) == 21  # every /v1 operation and /healthz, /readyz, /metrics
     without_inputs = []
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

@@ -12,7 +12,16 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
-from amigate.api.v1 import anomalies, areas, determinants, feed, intervals, meters, registers
+from amigate.api.v1 import (
+    anomalies,
+    areas,
+    blocks,
+    determinants,
+    feed,
+    intervals,
+    meters,
+    registers,
+)
 from amigate.api.v1.auth import RateLimiter
 from amigate.api.v1.errors import Problem, install_error_handlers
 from amigate.api.v1.limits import BodyLimit, no_unknown_query
@@ -58,7 +67,7 @@ def install(
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(no_unknown_query)])
-    for module in (meters, areas, intervals, registers, determinants, feed, anomalies):
+    for module in (meters, areas, intervals, blocks, registers, determinants, feed, anomalies):
         v1.include_router(module.router)
     app.include_router(v1)
     app.description = DESCRIPTION

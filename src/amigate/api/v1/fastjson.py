@@ -54,8 +54,13 @@ def interval(row: SeriesRow) -> str:
     start = iso(row.ts)
     end = iso(row.ts + timedelta(seconds=row.duration_s))
     value = "null" if row.value is None else f'"{micro(row.value)}"'
-    head = (f'{{"start":"{start}","end":"{end}","value":{value},'
-            f'"quality":"{_QUALITY[row.quality]}","version":{row.version},'
+    return f'{{"start":"{start}","end":"{end}","value":{value},{attributes(row)}'
+
+
+def attributes(row: SeriesRow) -> str:
+    """The text of an interval version from its quality to the end of its object: what
+    ``IntervalOut`` and ``IntervalBlockOut`` share."""
+    head = (f'"quality":"{_QUALITY[row.quality]}","version":{row.version},'
             f'"source":"{_SOURCE[row.source]}",')  # fmt: skip
     if row.version == 1:
         return head + ('"method":null,"reason_codes":[],"created_by":null,"comment":null,'
@@ -66,6 +71,17 @@ def interval(row: SeriesRow) -> str:
     return head + (f'"method":{method},"reason_codes":{codes},'
                    f'"created_by":{_text(row.created_by)},"comment":{_text(row.comment)},'
                    f'"recorded_at":{recorded}}}')  # fmt: skip
+
+
+def plain_attributes(quality: str, source: str) -> str:
+    """:func:`attributes` of a version-1 interval, by its quality and source codes' text."""
+    return _TAILS[quality, source][1:-1]
+
+
+def values(texts: Iterable[str]) -> str:
+    """Interval values as JSON, comma-separated, from their micro-units' text (``n``:
+    none), as ``PlainColumns`` holds them."""
+    return ",".join(map(_VALUES.__getitem__, texts))
 
 
 class _Heads(dict[tuple[str, str], str]):

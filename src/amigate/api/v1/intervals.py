@@ -75,9 +75,11 @@ def interval_out(row: SeriesRow) -> IntervalOut:
     )  # fmt: skip
 
 
-def _series_args(
+def series_args(
     request: Request, meter_id: int, channel: str, start: datetime, end: datetime
 ) -> int | None:
+    """The channel id of a series request (None: nothing stored on it), after checking the
+    meter and the range."""
     require_meter(request, meter_id)
     check_range(start, end, request.app.state.settings.api_max_range_days)
     return channel_of(request, channel)
@@ -109,7 +111,7 @@ def _intervals(
     request: Request, meter_id: int, start: datetime, end: datetime, channel: str,
     version: Version, limit: int, cursor: str | None,
 ) -> Response:  # fmt: skip
-    cid = _series_args(request, meter_id, channel, start, end)
+    cid = series_args(request, meter_id, channel, start, end)
     key = decode_cursor("intervals", cursor)
     after = None if key is None or len(key) != 2 else (cursor_time(key[0]), cursor_int(key[1]))
     if key is not None and after is None:
@@ -159,7 +161,7 @@ def aggregated(
     """Sums per local bucket with the count of missing and estimated intervals and the
     completeness of each bucket (the share of its time covered by values). Every bucket
     overlapping the range is listed, empty ones included."""
-    cid = _series_args(request, meter_id, channel, start, end)
+    cid = series_args(request, meter_id, channel, start, end)
     zone = _zone(timezone or request.app.state.settings.site_timezone)
     key = decode_cursor("buckets", cursor)
     after = None if key is None else cursor_time(key[0] if key else None)
@@ -226,7 +228,7 @@ def intervals_csv(
     version: VersionQuery = "latest",
 ) -> Response:
     """The whole series of ``[start, end)`` as CSV (UTF-8 with a header row)."""
-    cid = _series_args(request, meter_id, channel, start, end)
+    cid = series_args(request, meter_id, channel, start, end)
     rows = (
         [] if cid is None
         else api_queries.series(request.app.state.engine, meter_id, cid, start, end,

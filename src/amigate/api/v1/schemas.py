@@ -128,6 +128,43 @@ class IntervalOut(_Out):
     recorded_at: datetime | None = Field(description="when this version was stored (2+)")
 
 
+class IntervalBlockOut(_Out):
+    """Intervals back to back that differ only in value: the one at index ``i`` (from 0)
+    of ``values`` starts at ``start`` + ``i`` × ``interval_s``. A gap, another length or
+    any other attribute begins the next block. Expanded, the blocks of a range are the
+    ``IntervalOut`` items of the same range, in order."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z",
+                    "interval_s": 900, "values": ["0.120000", "0.135000", None, "0.110000"],
+                    "quality": "actual", "version": 1, "source": "poll", "method": None,
+                    "reason_codes": [], "created_by": None, "comment": None,
+                    "recorded_at": None,
+                }
+            ]
+        },
+    )  # fmt: skip
+
+    start: datetime = Field(description="start of the first interval")
+    end: datetime = Field(description="end of the last interval")
+    interval_s: int = Field(ge=1, description="length of each interval in seconds")
+    values: list[DecimalStr | None] = Field(
+        description="energy of each interval (primary), in start order; null when missing"
+    )
+    quality: QualityName
+    version: int = Field(description="1 as collected; 2+ estimates, substitutes and edits")
+    source: SourceName
+    method: int | None = Field(description="estimation method, when estimated")
+    reason_codes: list[str]
+    created_by: str | None = Field(description="who made this version (null: as collected)")
+    comment: str | None
+    recorded_at: datetime | None = Field(description="when this version was stored (2+)")
+
+
 class BucketOut(_Out):
     """Intervals aggregated over one local hour, day or month."""
 
