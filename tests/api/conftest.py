@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from amigate.api import create_app
+from amigate.api.v1.schemas import IntervalBlockOut
 from amigate.config import Settings, load_settings
 from amigate.domain import Interval, Meter, Protocol, Quality, RegisterRead, Source
 from amigate.storage import Store
@@ -158,3 +159,26 @@ def add_run_cases(store: Store) -> dict[str, tuple[int, int]]:
     counts = {"regular": 8, "odd quality": 9, "gapped": 6, "off grid": 7, "short": 27,
               "unread": 8, "overlapping": 3}  # fmt: skip
     return {name: (ids[name], counts[name]) for name in names}
+
+
+def z_time(when: datetime) -> str:
+    """A time as the API writes it: RFC 3339 in UTC with ``Z``."""
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def expand_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``IntervalOut`` items that ``IntervalBlockOut`` documents stand for, each block
+    checked against its model."""
+    out = []
+    for block in blocks:
+        IntervalBlockOut.model_validate(block)
+        first, step = datetime.fromisoformat(block["start"]), timedelta(seconds=block["interval_s"])
+        assert block["values"], block
+        assert datetime.fromisoformat(block["end"]) == first + len(block["values"]) * step
+        attributes = {k: v for k, v in block.items()
+                      if k not in ("start", "end", "interval_s", "values")}  # fmt: skip
+        for i, value in enumerate(block["values"]):
+            at = first + i * step
+            out.append({"start": z_time(at), "end": z_time(at + step), "value": value,
+                        **attributes})  # fmt: skip
+    return out

@@ -4,7 +4,6 @@ intervals endpoint's items, whole and from any page."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -12,36 +11,24 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from amigate.api.v1.schemas import IntervalBlockOut
 from amigate.domain import Interval, Quality, Source
-from tests.api.conftest import JAN1, Api, Q, add_meter, add_run_cases, add_series, make_api
-
-_PLACE = ("start", "end", "interval_s", "values")
+from tests.api.conftest import (
+    JAN1,
+    Api,
+    Q,
+    add_meter,
+    add_run_cases,
+    add_series,
+    expand_blocks,
+    make_api,
+    z_time,
+)
 
 
 @pytest.fixture
 def roomy(engine: Engine) -> Iterator[Api]:
     """The API with a rate that the hundreds of pages read here stay under."""
     yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
-
-
-def _z(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _expanded(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``IntervalOut`` items that blocks stand for."""
-    out = []
-    for block in blocks:
-        IntervalBlockOut.model_validate(block)  # the documented shape
-        first, step = datetime.fromisoformat(block["start"]), timedelta(seconds=block["interval_s"])
-        assert block["values"], block
-        assert datetime.fromisoformat(block["end"]) == first + len(block["values"]) * step
-        attributes = {k: v for k, v in block.items() if k not in _PLACE}
-        for i, value in enumerate(block["values"]):
-            at = first + i * step
-            out.append({"start": _z(at), "end": _z(at + step), "value": value, **attributes})
-    return out
 
 
 def _kind(block: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +69,7 @@ def test_blocks_are_the_intervals_grouped(roomy: Api) -> None:
         method=3, reason_codes=("gap",), created_by="vee",
     ) for k in (1, 2)])  # fmt: skip
     edit = api.post(f"/v1/meters/{edited}/intervals/edits", "operate", json={
-        "start": _z(JAN1 + 4 * Q), "value": "3.5", "reason": "meter test"})  # fmt: skip
+        "start": z_time(JAN1 + 4 * Q), "value": "3.5", "reason": "meter test"})  # fmt: skip
     assert edit.status_code in (200, 201), edit.text
     rng = {"start": JAN1.isoformat(), "end": (JAN1 + 9 * Q).isoformat()}
     meters = [meter for meter, _ in cases.values()] + [edited]
@@ -94,10 +81,10 @@ def test_blocks_are_the_intervals_grouped(roomy: Api) -> None:
             path = f"/v1/meters/{meter}/intervals/blocks"
             whole = api.get(path, "read", params=params).json()
             assert whole["next_cursor"] is None
-            assert _expanded(whole["items"]) == items["items"], (meter, version)
+            assert expand_blocks(whole["items"]) == items["items"], (meter, version)
             assert _maximal(whole["items"]), whole["items"]
             for limit in (1, 3, 5):
-                assert _expanded(_pages(api, path, limit, **params)) == items["items"]
+                assert expand_blocks(_pages(api, path, limit, **params)) == items["items"]
     regular = api.get(f"/v1/meters/{cases['regular'][0]}/intervals/blocks", "read",
                       params=rng).json()["items"]  # fmt: skip
     assert len(regular) == 1 and len(regular[0]["values"]) == 8

@@ -1,0 +1,80 @@
+"""The fast paths of the interval series against the general one, on random series: starts
+back to back, apart or overlapping, of several lengths, qualities and sources, whole and
+cut by a page limit. What the database concatenates and the API pieces together must be
+what the model writes for each stored row, and the blocks must expand to it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from amigate.api.v1 import fastjson
+from amigate.api.v1.blocks import plain_blocks, row_blocks
+from amigate.api.v1.intervals import interval_out
+from amigate.domain import Interval, Quality, Source
+from amigate.storage import Store, api_queries, plain_series
+from tests.api.conftest import JAN1, add_meter, expand_blocks
+
+_MINUTE = timedelta(minutes=1)
+_NUMBERS = itertools.count(1000)
+
+#: One interval: minutes from the previous one's end (negative: overlapping), its length
+#: in minutes, its quality and source, and its value in hundredths of a kWh.
+_INTERVAL = st.tuples(
+    st.sampled_from([0, 0, 0, 0, 5, -5, 10, -10, 15]),
+    st.sampled_from([15, 15, 15, 15, 5, 30]),
+    st.sampled_from([Quality.ACTUAL, Quality.ACTUAL, Quality.ESTIMATED, Quality.MISSING]),
+    st.sampled_from([Source.POLL, Source.POLL, Source.BACKFILL]),
+    st.integers(min_value=-500, max_value=10**6),
+)
+
+
+def _store(store: Store, spec: list[tuple[int, int, Quality, Source, int]]) -> int:
+    meter = add_meter(store, f"{next(_NUMBERS):012d}")
+    rows, end, starts = [], JAN1, set()
+    for gap, minutes, quality, source, hundredths in spec:
+        start = max(JAN1, end + gap * _MINUTE)
+        if start in starts:
+            start = end
+        starts.add(start)
+        end = start + minutes * _MINUTE
+        value = None if quality is Quality.MISSING else Decimal(hundredths).scaleb(-2)
+        rows.append(Interval(meter_id=meter, channel="1.8.0", start=start, end=end,
+                             value=value, quality=quality, source=source))  # fmt: skip
+    store.ingest_intervals(rows)
+    return meter
+
+
+def _items(text: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(f"[{text}]")
+    return found
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@example(spec=[(0, 15, Quality.ACTUAL, Source.POLL, 1), (-5, 15, Quality.ACTUAL, Source.POLL, 2),
+               (5, 15, Quality.ACTUAL, Source.POLL, 3)], limit=5)  # 0, 10, 30: a run's span
+@given(spec=st.lists(_INTERVAL, min_size=1, max_size=12), limit=st.integers(1, 14))
+def test_fast_paths_write_what_the_model_writes(
+    store: Store, spec: list[tuple[int, int, Quality, Source, int]], limit: int
+) -> None:
+    meter = _store(store, spec)
+    cid = store.channel_id("1.8.0")
+    until = JAN1 + timedelta(days=1)
+    rows, more = api_queries.series(store.engine, meter, cid, JAN1, until, version="original",
+                                    limit=limit)  # fmt: skip
+    expected = [interval_out(r).model_dump(mode="json") for r in rows]
+    plain = plain_series.plain_series(store.engine, meter, cid, JAN1, until, original=False,
+                                      limit=limit)  # fmt: skip
+    assert plain is not None  # version 1 only
+    columns, plain_more = plain
+    assert plain_more == more
+    assert _items(fastjson.plain_intervals(columns)) == expected
+    assert expand_blocks(_items(",".join(plain_blocks(columns)))) == expected
+    assert expand_blocks(_items(",".join(row_blocks(rows)))) == expected
