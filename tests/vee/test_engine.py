@@ -114,6 +114,20 @@ def test_overlapping_intervals_spanning_a_run_are_flagged(vee_store: Store) -> N
     assert report.anomalies.get("duplicate_interval") == 1
 
 
+def test_a_window_of_one_missing_interval_is_validated(vee_store: Store) -> None:
+    """A series whose window holds one interval, missing, is read (its value column is
+    then the empty text) and flagged."""
+    meter = _meter(vee_store, 1)
+    assert meter.id is not None
+    since = START + timedelta(days=2)
+    vee_store.ingest_intervals([Interval(meter_id=meter.id, channel="1.8.0", start=since,
+                                         end=since + STEP, value=None,
+                                         quality=Quality.MISSING)])  # fmt: skip
+    report = validate(vee_store, since=since, until=since + timedelta(days=1), settings=CFG)
+    assert report.intervals == 1
+    assert report.anomalies.get("missing_interval") == 1
+
+
 def test_backfill_replaces_an_estimate_and_keeps_history(vee_store: Store) -> None:
     meter = _meter(vee_store, 2)
     assert meter.id is not None

@@ -271,7 +271,8 @@ def _columns(
     """
     cols: list[list[Any]] = []
     for i, text_ in enumerate(joined):
-        if i == nullable and (",," in text_ or text_.startswith(",") or text_.endswith(",")):
+        if i == nullable and (not text_ or ",," in text_ or text_.startswith(",")
+                              or text_.endswith(",")):  # fmt: skip
             cols.append([int(x) if x else None for x in text_.split(",")])
         else:
             cols.append(list(map(int, text_.split(","))))
