@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from amigate.api import create_app
@@ -182,3 +184,44 @@ def expand_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"start": z_time(at), "end": z_time(at + step), "value": value,
                         **attributes})  # fmt: skip
     return out
+
+
+#: One interval of a random series: minutes from the previous one's end (negative:
+#: overlapping), its length in minutes, its quality and source, and its value in
+#: hundredths of a kWh.
+IntervalSpec = tuple[int, int, Quality, Source, int]
+INTERVAL_SPECS = st.tuples(
+    st.sampled_from([0, 0, 0, 0, 5, -5, 10, -10, 15]),
+    st.sampled_from([15, 15, 15, 15, 5, 30]),
+    st.sampled_from([Quality.ACTUAL, Quality.ACTUAL, Quality.ESTIMATED, Quality.MISSING]),
+    st.sampled_from([Source.POLL, Source.POLL, Source.BACKFILL]),
+    st.integers(min_value=-500, max_value=10**6),
+)
+_SPEC_METERS = itertools.count(1000)
+
+
+def add_spec_series(store: Store, spec: list[IntervalSpec], start: datetime = JAN1, *,
+                    padded_to: datetime | None = None) -> int:  # fmt: skip
+    """A new meter with the version-1 intervals of ``spec`` from ``start`` on (an interval
+    that would start where an earlier one does starts at the previous one's end); with
+    ``padded_to``, 15-minute intervals of 0.25 kWh fill the 15-minute slots from
+    :data:`JAN1` to ``start`` and from the end of ``spec`` to ``padded_to``."""
+    meter = add_meter(store, f"{next(_SPEC_METERS):012d}")
+    rows, end, starts = [], start, set()
+    for gap, minutes, quality, source, hundredths in spec:
+        at = max(start, end + timedelta(minutes=gap))
+        if at in starts:
+            at = end
+        starts.add(at)
+        end = at + timedelta(minutes=minutes)
+        value = None if quality is Quality.MISSING else Decimal(hundredths).scaleb(-2)
+        rows.append(Interval(meter_id=meter, channel="1.8.0", start=at, end=end, value=value,
+                             quality=quality, source=source))  # fmt: skip
+    if padded_to is not None:
+        after = JAN1 + -(-(end - JAN1) // Q) * Q  # the first slot from the end on
+        slots = [JAN1 + i * Q for i in range((start - JAN1) // Q)]
+        slots += [after + i * Q for i in range(max(0, (padded_to - after) // Q))]
+        rows += [Interval(meter_id=meter, channel="1.8.0", start=at, end=at + Q,
+                          value=Decimal("0.25")) for at in slots]  # fmt: skip
+    store.ingest_intervals(rows)
+    return meter

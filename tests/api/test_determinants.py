@@ -4,22 +4,42 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from amigate.api.v1.determinants import Computed, as_json, as_model
 from amigate.api.v1.schemas import energy, exact
+from amigate.billing import totals
 from amigate.billing.determinants import BoundaryRead, Determinant, TouTotal, compute
 from amigate.domain import Anomaly, Interval, Quality, Severity
 from amigate.tou import TouSchedule
-from tests.api.conftest import JAN1, Api, Q, add_meter, add_series, make_api
+from tests.api.conftest import (
+    INTERVAL_SPECS,
+    JAN1,
+    Api,
+    IntervalSpec,
+    Q,
+    add_meter,
+    add_series,
+    add_spec_series,
+    make_api,
+)
 
 D = Decimal
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FEB1 = datetime(2026, 2, 1, tzinfo=SHANGHAI)
+#: Peak by day, valley by night, holidays and weekends all valley.
+SCHEDULE = TouSchedule(periods={"峰": ["08:00-22:00"], "谷": ["00:00-08:00", "22:00-24:00"]},
+                       holidays=[date(2026, 1, 2)], holiday_period="谷",
+                       weekends_as_holidays=True)  # fmt: skip
 
 
 def _local(day: int, hour: int, minute: int = 0) -> datetime:
@@ -178,9 +198,7 @@ def test_the_database_sums_equal_the_interval_by_interval_computation(engine: En
     """A batch is added up in SQL (meters without versions) or from the series (with
     versions); both must give what ``compute`` gives over the stored intervals, holidays,
     weekends, gaps, estimates and tied peaks included."""
-    schedule = TouSchedule(periods={"峰": ["08:00-22:00"], "谷": ["00:00-08:00", "22:00-24:00"]},
-                           holidays=[date(2026, 1, 2)], holiday_period="谷",
-                           weekends_as_holidays=True)  # fmt: skip
+    schedule = SCHEDULE
     for api in make_api(engine, tou=schedule):
         ids = []
         for n in range(4):
@@ -209,44 +227,36 @@ def test_the_database_sums_equal_the_interval_by_interval_computation(engine: En
         start, end = JAN1 + 5 * Q, JAN1 + timedelta(days=4)
         body = {"meter_ids": ids, "start": start.isoformat(), "end": end.isoformat()}
         items = api.post("/v1/determinants", "billing", json=body).json()["items"]
-        tou = schedule.classifier(SHANGHAI)
         for meter, item in zip(ids, items, strict=True):
-            rows = [(iv.start, int(iv.duration.total_seconds()),
-                     None if iv.value is None else int(iv.value * 1_000_000), int(iv.quality))
-                    for iv in api.store.intervals(meter, "1.8.0", start, end)]  # fmt: skip
-            expected = compute(
-                meter_id=meter,
-                start=start,
-                end=end,
-                rows=rows,
-                start_read=None,
-                end_read=None,
-                multiplier=D(1),
-                classifier=tou,
-                interval_s=900,
-            )
-            assert item["consumption"] == energy(expected.consumption)
-            assert {t["period"]: (t["energy"], t["intervals"]) for t in item["tou"]} == {
-                name: (energy(t.energy), t.intervals) for name, t in expected.tou.items()
-            }
-            assert expected.max_demand is not None
-            assert item["max_demand"] == exact(expected.max_demand.scaleb(-6))
-            assert datetime.fromisoformat(item["max_demand_at"]) == expected.max_demand_at
-            assert (
-                item["intervals"],
-                item["missing_intervals"],
-                item["estimated_intervals"],
-                item["estimated_energy"],
-                item["completeness"],
-            ) == (
-                expected.intervals,
-                expected.missing_intervals,
-                expected.estimated_intervals,
-                energy(expected.estimated_energy),
-                round(expected.completeness, 6),
-            )
+            _assert_computed(api, item, meter, start, end, schedule)
         assert items[1]["estimated_intervals"] == 1
         assert items[0]["max_demand_at"] == "2025-12-31T18:30:00Z"
+
+
+def _assert_computed(api: Api, item: dict[str, Any], meter: int, start: datetime,
+                     end: datetime, schedule: TouSchedule) -> None:  # fmt: skip
+    """``item`` (a determinant document) holds what ``compute`` gives over the stored
+    intervals of ``meter`` (reads, multiplier and anomalies aside)."""
+    rows = [(iv.start, int(iv.duration.total_seconds()),
+             None if iv.value is None else int(iv.value * 1_000_000), int(iv.quality))
+            for iv in api.store.intervals(meter, "1.8.0", start, end)]  # fmt: skip
+    expected = compute(meter_id=meter, start=start, end=end, rows=rows, start_read=None,
+                       end_read=None, multiplier=D(1), classifier=schedule.classifier(SHANGHAI),
+                       interval_s=900)  # fmt: skip
+    assert item["consumption"] == energy(expected.consumption)
+    assert {t["period"]: (t["energy"], t["intervals"]) for t in item["tou"]} == {
+        name: (energy(t.energy), t.intervals) for name, t in expected.tou.items()
+    }
+    if expected.max_demand is None:
+        assert item["max_demand"] is None and item["max_demand_at"] is None
+    else:
+        assert item["max_demand"] == exact(expected.max_demand.scaleb(-6))
+        assert datetime.fromisoformat(item["max_demand_at"]) == expected.max_demand_at
+    assert (item["intervals"], item["missing_intervals"], item["estimated_intervals"],
+            item["estimated_energy"], item["completeness"]) == (
+        expected.intervals, expected.missing_intervals, expected.estimated_intervals,
+        energy(expected.estimated_energy), round(expected.completeness, 6),
+    )  # fmt: skip
 
 
 def test_a_period_across_a_dst_change_is_computed_interval_by_interval(engine: Engine) -> None:
@@ -309,3 +319,40 @@ def test_determinant_documents_are_the_models_json() -> None:
         assert as_json(c, "1.8.0", start, end, classifier) == model.model_dump_json()
     assert '"start":"2026-01-01T00:00:00+08:00"' in as_json(computed[0], "1.8.0", start, end,
                                                              classifier)  # fmt: skip
+
+
+@pytest.fixture
+def tou_api(engine: Engine) -> Iterator[Api]:
+    """The API billing by :data:`SCHEDULE`, at a rate the examples below stay under."""
+    yield from make_api(engine, tou=SCHEDULE, api_rate_limit=10_000.0, api_rate_burst=10_000)
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(series=st.lists(st.tuples(st.integers(0, 2 * 96), st.lists(INTERVAL_SPECS, max_size=30)),
+                       min_size=1, max_size=3),
+       cut=st.tuples(st.integers(0, 3 * 96 - 1), st.integers(1, 3 * 96)))  # fmt: skip
+def test_random_series_add_up_as_computed(
+    tou_api: Api, series: list[tuple[int, list[IntervalSpec]]], cut: tuple[int, int]
+) -> None:
+    """Stretches of any shape (gaps, overlaps, 5 to 30-minute intervals, missing and
+    estimated ones, across local midnights) amid three days of 15-minute intervals, in a
+    batch, over the three whole local days and over a period cut anywhere, from the
+    intervals and again from built day totals: every sum is what ``compute`` gives over
+    the stored intervals."""
+    api = tou_api
+    days = JAN1 + timedelta(days=3)
+    ids = [add_spec_series(api.store, spec, JAN1 + offset * Q, padded_to=days)
+           for offset, spec in series]  # fmt: skip
+    low, high = sorted(cut)
+    periods = [(JAN1, days), (JAN1 + low * Q, JAN1 + max(high, low + 1) * Q)]
+    for built in (False, True):
+        if built:
+            totals.build(api.store, SCHEDULE.classifier(SHANGHAI), interval_s=900, days=30,
+                         now=JAN1 + timedelta(days=10))  # fmt: skip
+        for start, end in periods:
+            body = {"meter_ids": ids, "start": start.isoformat(), "end": end.isoformat()}
+            response = api.post("/v1/determinants", "billing", json=body)
+            assert response.status_code == 200, response.text
+            for meter, item in zip(ids, response.json()["items"], strict=True):
+                _assert_computed(api, item, meter, start, end, SCHEDULE)

@@ -6,10 +6,8 @@ validation reads must be the stored rows."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -18,39 +16,10 @@ from hypothesis import strategies as st
 from amigate.api.v1 import fastjson
 from amigate.api.v1.blocks import plain_blocks, row_blocks
 from amigate.api.v1.intervals import interval_out
-from amigate.domain import Interval, Quality, Source
+from amigate.domain import Quality, Source
 from amigate.storage import Store, api_queries, plain_series
 from amigate.storage.vee_queries import load_window
-from tests.api.conftest import JAN1, add_meter, expand_blocks
-
-_MINUTE = timedelta(minutes=1)
-_NUMBERS = itertools.count(1000)
-
-#: One interval: minutes from the previous one's end (negative: overlapping), its length
-#: in minutes, its quality and source, and its value in hundredths of a kWh.
-_INTERVAL = st.tuples(
-    st.sampled_from([0, 0, 0, 0, 5, -5, 10, -10, 15]),
-    st.sampled_from([15, 15, 15, 15, 5, 30]),
-    st.sampled_from([Quality.ACTUAL, Quality.ACTUAL, Quality.ESTIMATED, Quality.MISSING]),
-    st.sampled_from([Source.POLL, Source.POLL, Source.BACKFILL]),
-    st.integers(min_value=-500, max_value=10**6),
-)
-
-
-def _store(store: Store, spec: list[tuple[int, int, Quality, Source, int]]) -> int:
-    meter = add_meter(store, f"{next(_NUMBERS):012d}")
-    rows, end, starts = [], JAN1, set()
-    for gap, minutes, quality, source, hundredths in spec:
-        start = max(JAN1, end + gap * _MINUTE)
-        if start in starts:
-            start = end
-        starts.add(start)
-        end = start + minutes * _MINUTE
-        value = None if quality is Quality.MISSING else Decimal(hundredths).scaleb(-2)
-        rows.append(Interval(meter_id=meter, channel="1.8.0", start=start, end=end,
-                             value=value, quality=quality, source=source))  # fmt: skip
-    store.ingest_intervals(rows)
-    return meter
+from tests.api.conftest import INTERVAL_SPECS, JAN1, IntervalSpec, add_spec_series, expand_blocks
 
 
 def _items(text: str) -> list[dict[str, Any]]:
@@ -62,11 +31,11 @@ def _items(text: str) -> list[dict[str, Any]]:
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @example(spec=[(0, 15, Quality.ACTUAL, Source.POLL, 1), (-5, 15, Quality.ACTUAL, Source.POLL, 2),
                (5, 15, Quality.ACTUAL, Source.POLL, 3)], limit=5)  # 0, 10, 30: a run's span
-@given(spec=st.lists(_INTERVAL, min_size=1, max_size=12), limit=st.integers(1, 14))
+@given(spec=st.lists(INTERVAL_SPECS, min_size=1, max_size=12), limit=st.integers(1, 14))
 def test_fast_paths_write_what_the_model_writes(
-    store: Store, spec: list[tuple[int, int, Quality, Source, int]], limit: int
+    store: Store, spec: list[IntervalSpec], limit: int
 ) -> None:
-    meter = _store(store, spec)
+    meter = add_spec_series(store, spec)
     cid = store.channel_id("1.8.0")
     until = JAN1 + timedelta(days=1)
     rows, more = api_queries.series(store.engine, meter, cid, JAN1, until, version="original",
@@ -86,13 +55,13 @@ def test_fast_paths_write_what_the_model_writes(
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @example(spec=[(0, 15, Quality.ACTUAL, Source.POLL, 1), (-5, 15, Quality.ACTUAL, Source.POLL, 2),
                (5, 15, Quality.ACTUAL, Source.POLL, 3)])  # 0, 10, 30: a run's span
-@given(spec=st.lists(_INTERVAL, min_size=1, max_size=12))
+@given(spec=st.lists(INTERVAL_SPECS, min_size=1, max_size=12))
 def test_the_validation_window_holds_the_stored_intervals(
-    store: Store, spec: list[tuple[int, int, Quality, Source, int]]
+    store: Store, spec: list[IntervalSpec]
 ) -> None:
     """Validation reads a series back to back from aggregates alone, every column otherwise;
     either way it gets the stored starts, lengths, values and qualities."""
-    meter = _store(store, spec)
+    meter = add_spec_series(store, spec)
     until = JAN1 + timedelta(days=1)
     rows, _ = api_queries.series(store.engine, meter, store.channel_id("1.8.0"), JAN1, until,
                                  version="original")  # fmt: skip
