@@ -2,24 +2,48 @@
 back to back, apart or overlapping, of several lengths, qualities and sources, whole and
 cut by a page limit. What the database concatenates and the API pieces together must be
 what the model writes for each stored row, and the blocks must expand to it; what
-validation reads must be the stored rows."""
+validation reads must be the stored rows; local buckets must add them up."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine
 
 from amigate.api.v1 import fastjson
 from amigate.api.v1.blocks import plain_blocks, row_blocks
 from amigate.api.v1.intervals import interval_out
-from amigate.domain import Quality, Source
+from amigate.api.v1.schemas import energy
+from amigate.billing.buckets import Unit, aggregate
+from amigate.domain import Interval, Quality, Source
 from amigate.storage import Store, api_queries, plain_series
+from amigate.storage.api_queries import Version
 from amigate.storage.vee_queries import load_window
-from tests.api.conftest import INTERVAL_SPECS, JAN1, IntervalSpec, add_spec_series, expand_blocks
+from tests.api.conftest import (
+    INTERVAL_SPECS,
+    JAN1,
+    Api,
+    IntervalSpec,
+    Q,
+    add_spec_series,
+    expand_blocks,
+    make_api,
+    z_time,
+)
+
+
+@pytest.fixture
+def roomy_api(engine: Engine) -> Iterator[Api]:
+    """The API at a rate the examples below stay under."""
+    yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
 
 
 def _items(text: str) -> list[dict[str, Any]]:
@@ -71,3 +95,40 @@ def test_the_validation_window_holds_the_stored_intervals(
         [int(r.ts.timestamp()) for r in rows], [r.duration_s for r in rows],
         [r.value for r in rows], [r.quality for r in rows],
     )  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(offset=st.integers(0, 96), spec=st.lists(INTERVAL_SPECS, min_size=1, max_size=20),
+       cut=st.tuples(st.integers(0, 2 * 96), st.integers(1, 2 * 96)),
+       unit=st.sampled_from(["hour", "day", "month"]),
+       zone=st.sampled_from(["Asia/Shanghai", "Asia/Kathmandu", "America/St_Johns", "UTC"]),
+       version=st.sampled_from(["latest", "original"]))  # fmt: skip
+def test_buckets_add_up_the_stored_intervals(
+    roomy_api: Api, offset: int, spec: list[IntervalSpec], cut: tuple[int, int], unit: Unit,
+    zone: str, version: Version,
+) -> None:  # fmt: skip
+    """Local hour, day and month buckets (TimescaleDB's ``time_bucket`` on PostgreSQL), in
+    zones a quarter or half an hour off the hour: each holds what its intervals add up to,
+    as :func:`aggregate` sums the stored rows."""
+    api = roomy_api
+    meter = add_spec_series(api.store, spec, JAN1 + offset * Q)
+    api.store.ingest_intervals([Interval(
+        meter_id=meter, channel="1.8.0", start=JAN1 + offset * Q, end=JAN1 + (offset + 1) * Q,
+        value=Decimal("0.5"), quality=Quality.ESTIMATED, version=2, source=Source.ESTIMATION,
+    )])  # a later version of the first interval: latest and original differ  # fmt: skip
+    low, high = sorted(cut)
+    start, end = JAN1 + low * Q, JAN1 + max(high, low + 1) * Q
+    response = api.get(f"/v1/meters/{meter}/intervals/aggregate", "read", params={
+        "start": start.isoformat(), "end": end.isoformat(), "bucket": unit, "timezone": zone,
+        "version": version})  # fmt: skip
+    assert response.status_code == 200, response.text
+    rows, _ = api_queries.series(api.store.engine, meter, api.store.channel_id("1.8.0"), start,
+                                 end, version=version)  # fmt: skip
+    expected = aggregate(((r.ts, r.duration_s, r.value, r.quality) for r in rows), start, end,
+                         unit, ZoneInfo(zone))  # fmt: skip
+    assert [(b["start"], b["end"], b["value"], b["intervals"], b["missing"], b["estimated"],
+             b["completeness"]) for b in response.json()["items"]] == [
+        (z_time(b.start), z_time(b.end), energy(b.value), b.with_value, b.missing, b.not_actual,
+         round(b.completeness(start, end), 6)) for b in expected
+    ]  # fmt: skip
