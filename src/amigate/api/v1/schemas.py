@@ -140,7 +140,7 @@ class IntervalBlockOut(_Out):
             "examples": [
                 {
                     "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z",
-                    "interval_s": 900, "values": ["0.120000", "0.135000", None, "0.110000"],
+                    "interval_s": 900, "values": ["0.120000", "0.135000", "0.098000", "0.110000"],
                     "quality": "actual", "version": 1, "source": "poll", "method": None,
                     "reason_codes": [], "created_by": None, "comment": None,
                     "recorded_at": None,
@@ -153,7 +153,8 @@ class IntervalBlockOut(_Out):
     end: datetime = Field(description="end of the last interval")
     interval_s: int = Field(ge=1, description="length of each interval in seconds")
     values: list[DecimalStr | None] = Field(
-        description="energy of each interval (primary), in start order; null when missing"
+        description="energy of each interval (primary), in start order; null in a block of "
+        "quality missing"
     )
     quality: QualityName
     version: int = Field(description="1 as collected; 2+ estimates, substitutes and edits")
