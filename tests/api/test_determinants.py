@@ -329,21 +329,29 @@ def tou_api(engine: Engine) -> Iterator[Api]:
 
 @settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-@given(series=st.lists(st.tuples(st.integers(0, 2 * 96), st.lists(INTERVAL_SPECS, max_size=30)),
+@given(series=st.lists(st.tuples(st.integers(0, 2 * 96), st.lists(INTERVAL_SPECS, max_size=30),
+                                 st.lists(st.integers(0, 3 * 96), max_size=3)),
                        min_size=1, max_size=3),
        cut=st.tuples(st.integers(0, 3 * 96 - 1), st.integers(1, 3 * 96)))  # fmt: skip
 def test_random_series_add_up_as_computed(
-    tou_api: Api, series: list[tuple[int, list[IntervalSpec]]], cut: tuple[int, int]
+    tou_api: Api, series: list[tuple[int, list[IntervalSpec], list[int]]], cut: tuple[int, int]
 ) -> None:
     """Stretches of any shape (gaps, overlaps, 5 to 30-minute intervals, missing and
-    estimated ones, across local midnights) amid three days of 15-minute intervals, in a
-    batch, over the three whole local days and over a period cut anywhere, from the
-    intervals and again from built day totals: every sum is what ``compute`` gives over
-    the stored intervals."""
+    estimated ones, across local midnights) amid three days of 15-minute intervals, some
+    replaced by later versions, in a batch, over the three whole local days and over a
+    period cut anywhere, from the intervals and again from built day totals: every sum is
+    what ``compute`` gives over the latest versions of the stored intervals."""
     api = tou_api
     days = JAN1 + timedelta(days=3)
-    ids = [add_spec_series(api.store, spec, JAN1 + offset * Q, padded_to=days)
-           for offset, spec in series]  # fmt: skip
+    ids = []
+    for offset, spec, replaced in series:
+        meter = add_spec_series(api.store, spec, JAN1 + offset * Q, padded_to=days)
+        stored = api.store.intervals(meter, "1.8.0", JAN1, days, version="original")
+        api.store.ingest_intervals([Interval(
+            meter_id=meter, channel="1.8.0", start=stored[i].start, end=stored[i].end,
+            value=D(i) / 100, quality=Quality.ESTIMATED, version=2, created_by="vee",
+        ) for i in sorted(set(replaced)) if i < len(stored)])  # fmt: skip
+        ids.append(meter)
     low, high = sorted(cut)
     periods = [(JAN1, days), (JAN1 + low * Q, JAN1 + max(high, low + 1) * Q)]
     for built in (False, True):
