@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from amigate.domain import Anomaly, Interval, MeterRole, Quality, Severity, Source
@@ -156,3 +161,84 @@ def test_line_loss_per_day(api: Api) -> None:
     assert (d["supplied"], d["consumed"], d["loss"]) == ("30.000000", "26.843750", "3.156250")
     assert d["loss_ratio"] == round(3.15625 / 30, 6) and d["complete"] is False
     assert api.get("/v1/areas/none/line-loss", "read", params=day).status_code == 404
+
+
+_WRITE = st.tuples(st.sampled_from(["intervals", "version"]), st.integers(0, 2),
+                   st.integers(0, 40), st.integers(1, 6))  # fmt: skip
+_POLL = st.tuples(st.just("poll"), st.integers(1, 4), st.integers(0, 4), st.just(0))
+
+
+@settings(max_examples=15, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(steps=st.lists(st.one_of(_WRITE, _POLL), min_size=1, max_size=16))
+def test_a_consumer_of_the_feed_ends_with_what_is_stored(
+    roomy_feed: Api, steps: list[tuple[str, int, int, int]]
+) -> None:
+    """Writes (new intervals, later versions) interleaved with a consumer that pages the
+    feed, reads each entry's range as the README says and keeps what it reads by (meter,
+    start, version), and crashes after any entry of a page (resuming from the last entry
+    it processed): in the end it holds exactly every stored version, with nothing
+    processed twice."""
+    api = roomy_feed
+    meters = [add_meter(api.store, f"{next(_FEED_METERS):012d}") for _ in range(3)]
+    replica: dict[tuple[int, str, int], tuple[Any, str]] = {}
+    processed: list[str] = []
+    checkpoint: list[str | None] = [_read_all(api)[1]]  # what came before is not ours
+
+    def consume(limit: int, crash_after: int) -> None:
+        params: dict[str, Any] = {"limit": limit, "cursor": checkpoint[0]}
+        page = api.get("/v1/changes", "billing", params=params).json()
+        for entry in page["items"][:crash_after or None]:
+            if entry["kind"] in ("intervals", "versions") and entry["meter_id"] in meters:
+                last = datetime.fromisoformat(entry["last_start"]) + timedelta(seconds=1)
+                for item in _series(api, entry["meter_id"], entry["first_start"], last):
+                    replica[entry["meter_id"], item["start"], item["version"]] = (
+                        item["value"], item["quality"])  # fmt: skip
+            processed.append(entry["cursor"])
+            checkpoint[0] = entry["cursor"]
+
+    version = 2
+    for kind, a, b, c in steps:
+        if kind == "poll":
+            consume(a, b)
+        elif kind == "intervals":
+            add_series(api.store, meters[a], JAN1 + b * Q, [D(b + i) / 10 for i in range(c)])
+        else:
+            stored = api.store.intervals(meters[a], "1.8.0", JAN1, JAN1 + 50 * Q)
+            if stored:
+                at = stored[b % len(stored)].start
+                version += 1
+                api.store.ingest_intervals([Interval(
+                    meter_id=meters[a], channel="1.8.0", start=at, end=at + Q,
+                    value=D(version), quality=Quality.ESTIMATED, version=version,
+                    source=Source.ESTIMATION, created_by="vee",
+                )])  # fmt: skip
+    for _ in range(100):  # drain
+        before = len(processed)
+        consume(5, 0)
+        if len(processed) == before:
+            break
+    assert len(set(processed)) == len(processed)
+    stored_now = {(m, item["start"], item["version"]): (item["value"], item["quality"])
+                  for m in meters
+                  for item in _series(api, m, JAN1.isoformat(), JAN1 + 60 * Q)}  # fmt: skip
+    assert replica == stored_now
+
+
+_FEED_METERS = itertools.count(5000)
+
+
+@pytest.fixture
+def roomy_feed(engine: Engine) -> Iterator[Api]:
+    """The API at a rate the consumer below stays under."""
+    yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
+
+
+def _series(api: Api, meter: int, start: str, end: datetime) -> list[Any]:
+    """Every version of the intervals of ``meter`` starting in ``[start, end)``."""
+    response = api.get(f"/v1/meters/{meter}/intervals", "read",
+                       params={"start": start, "end": end.isoformat(), "version": "all"})
+    assert response.status_code == 200, response.text
+    assert response.json()["next_cursor"] is None
+    items: list[Any] = response.json()["items"]
+    return items
