@@ -92,6 +92,12 @@ def api(engine: Engine) -> Iterator[Api]:
     yield from make_api(engine)
 
 
+@pytest.fixture
+def roomy_api(engine: Engine) -> Iterator[Api]:
+    """The API at a rate that tests making hundreds of requests stay under."""
+    yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
+
+
 def add_meter(store: Store, address: str = "000000000001", **kwargs: Any) -> int:
     """Store a DL/T 645 meter and return its id."""
     fields: dict[str, Any] = {"bus": "b1", "model": "dlt645-2007-single-phase"} | kwargs

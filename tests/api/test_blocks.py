@@ -3,13 +3,9 @@ intervals endpoint's items, whole and from any page."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
-
-import pytest
-from sqlalchemy import Engine
 
 from amigate.domain import Interval, Quality, Source
 from tests.api.conftest import (
@@ -20,15 +16,8 @@ from tests.api.conftest import (
     add_run_cases,
     add_series,
     expand_blocks,
-    make_api,
     z_time,
 )
-
-
-@pytest.fixture
-def roomy(engine: Engine) -> Iterator[Api]:
-    """The API with a rate that the hundreds of pages read here stay under."""
-    yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
 
 
 def _kind(block: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +44,11 @@ def _pages(api: Api, path: str, limit: int, **params: Any) -> list[dict[str, Any
     raise AssertionError(f"{path}: more than 100 pages")
 
 
-def test_blocks_are_the_intervals_grouped(roomy: Api) -> None:
+def test_blocks_are_the_intervals_grouped(roomy_api: Api) -> None:
     """Runs, gaps, other qualities, off-grid, 5-minute, all-missing and overlapping series,
     and one with later versions (estimates and an edit): in each version view, the
     expanded blocks equal the items, whole and by pages of 1, 3 and 5 intervals."""
-    api = roomy
+    api = roomy_api
     cases = add_run_cases(api.store)
     edited = add_meter(api.store, "000000000099")
     add_series(api.store, edited, JAN1, [Decimal(1), None, None, Decimal(2), Decimal(3)])

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
@@ -172,14 +170,14 @@ _POLL = st.tuples(st.just("poll"), st.integers(1, 4), st.integers(0, 4), st.just
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(steps=st.lists(st.one_of(_WRITE, _POLL), min_size=1, max_size=16))
 def test_a_consumer_of_the_feed_ends_with_what_is_stored(
-    roomy_feed: Api, steps: list[tuple[str, int, int, int]]
+    roomy_api: Api, steps: list[tuple[str, int, int, int]]
 ) -> None:
     """Writes (new intervals, later versions) interleaved with a consumer that pages the
     feed, reads each entry's range as the README says and keeps what it reads by (meter,
     start, version), and crashes after any entry of a page (resuming from the last entry
     it processed): in the end it holds exactly every stored version, with nothing
     processed twice."""
-    api = roomy_feed
+    api = roomy_api
     meters = [add_meter(api.store, f"{next(_FEED_METERS):012d}") for _ in range(3)]
     replica: dict[tuple[int, str, int], tuple[Any, str]] = {}
     processed: list[str] = []
@@ -226,12 +224,6 @@ def test_a_consumer_of_the_feed_ends_with_what_is_stored(
 
 
 _FEED_METERS = itertools.count(5000)
-
-
-@pytest.fixture
-def roomy_feed(engine: Engine) -> Iterator[Api]:
-    """The API at a rate the consumer below stays under."""
-    yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
 
 
 def _series(api: Api, meter: int, start: str, end: datetime) -> list[Any]:

@@ -7,16 +7,13 @@ validation reads must be the stored rows; local buckets must add them up."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
 
 from amigate.api.v1 import fastjson
 from amigate.api.v1.blocks import plain_blocks, row_blocks
@@ -35,15 +32,8 @@ from tests.api.conftest import (
     Q,
     add_spec_series,
     expand_blocks,
-    make_api,
     z_time,
 )
-
-
-@pytest.fixture
-def roomy_api(engine: Engine) -> Iterator[Api]:
-    """The API at a rate the examples below stay under."""
-    yield from make_api(engine, api_rate_limit=10_000.0, api_rate_burst=10_000)
 
 
 def _items(text: str) -> list[dict[str, Any]]:
