@@ -271,11 +271,11 @@ def _columns(
     """
     cols: list[list[Any]] = []
     for i, text_ in enumerate(joined):
-        if i == nullable and (not text_ or ",," in text_ or text_.startswith(",")
-                              or text_.endswith(",")):  # fmt: skip
-            cols.append([int(x) if x else None for x in text_.split(",")])
+        parts = text_.split(",")
+        if i == nullable and "" in parts:  # a NULL is an empty part, a lone one included
+            cols.append([int(x) if x else None for x in parts])
         else:
-            cols.append(list(map(int, text_.split(","))))
+            cols.append(list(map(int, parts)))
     times = cols[0]
     if not sorted_ and times != sorted(times):  # the engine did not keep the order: sort
         order = sorted(range(len(times)), key=times.__getitem__)
