@@ -50,7 +50,7 @@ def pg_engine() -> Iterator[Engine]:
 def _truncate(engine: Engine) -> None:
     tables = ["intervals", "interval_versions", "register_reads", "samples", "clock_checks",
               "change_log",
-              "day_totals",
+              "day_totals", "day_series",
               "anomalies", "api_keys", "ingest_batches", "changes",
               "meters", "channels"]  # fmt: skip
     with engine.begin() as conn:

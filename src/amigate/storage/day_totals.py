@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from amigate.storage import day_series
 from amigate.storage.billing_queries import ESTIMATED_SQL, MISSING, Group, epoch_sql, period_case
 from amigate.storage.driver_rows import fetch
 from amigate.storage.engine import connected, translate_errors
@@ -48,9 +49,10 @@ def schedule_key(ranges: Sequence[tuple[int, int, int]], offset_s: int, interval
     return hashlib.sha256(text_.encode()).hexdigest()[:16]
 
 
-def _todo_cte(engine: Engine) -> str:
+def _todo_cte(engine: Engine, cache: str = "day_totals") -> str:
     """The WITH entries defining ``todo``: the (meter, channel) pairs of ``:ids`` still to
-    build for the day ``[:d, :e)`` (no totals yet, no interval versions), one probe each."""
+    build for the day ``[:d, :e)`` (no row in ``cache`` yet, no interval versions), one
+    probe each."""
     if engine.dialect.name == "sqlite":  # a probe of the versions' key per pair
         versioned = ""
         versions_of_pair = ("interval_versions v WHERE v.meter_id = m.id AND v.channel_id = c.id "
@@ -62,7 +64,7 @@ def _todo_cte(engine: Engine) -> str:
     return (
         f"{versioned}todo AS MATERIALIZED (SELECT m.id AS mid, c.id AS cid FROM meters m "
         "CROSS JOIN channels c WHERE m.id IN :ids "
-        "AND NOT EXISTS (SELECT 1 FROM day_totals t WHERE t.meter_id = m.id "
+        f"AND NOT EXISTS (SELECT 1 FROM {cache} t WHERE t.meter_id = m.id "
         "AND t.channel_id = c.id AND t.day_start = :d) "
         f"AND NOT EXISTS (SELECT 1 FROM {versions_of_pair}))"
     )
@@ -133,7 +135,7 @@ def build(
     encode = time_encoder(engine)
     first = ((int(since.timestamp()) + offset_s) // _DAY) * _DAY - offset_s
     last = ((int((now - settle).timestamp()) + offset_s) // _DAY) * _DAY - offset_s  # excluded
-    stored = 0
+    stored = series = 0
     started = time.perf_counter()
     with translate_errors(engine):
         with engine.begin() as conn:
@@ -142,6 +144,7 @@ def build(
                 int(r[0]) for r in conn.execute(text("SELECT id FROM meters ORDER BY id"))
             ]  # fmt: skip
         todo = ids_text(engine, f"WITH {_todo_cte(engine)} SELECT DISTINCT mid FROM todo")
+        series_todo = _todo_cte(engine, "day_series")
         for day in range(last - _DAY, first - 1, -_DAY):  # the newest first
             sql = ids_text(engine, _build_sql(engine, ranges, offset_s, interval_s, day + _DAY))
             for at in range(0, len(ids), _METER_BATCH):
@@ -152,12 +155,13 @@ def build(
                     if engine.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
                         conn.execute(text("SET LOCAL jit = off"))  # compiling costs more here
+                    series += day_series.build_day(conn, engine, series_todo, params)
                     pending = [int(r[0]) for r in conn.execute(todo, params)]
                     if pending:  # most passes find every day built already
                         params["ids"] = pending
                         stored += conn.execute(sql, params).rowcount or 0
-    if stored:
-        _LOG.info("day totals: %d row(s) built in %.1f s", stored,
+    if stored or series:
+        _LOG.info("day totals: %d row(s) and %d day series built in %.1f s", stored, series,
                   time.perf_counter() - started)  # fmt: skip
     return stored
 

@@ -88,15 +88,17 @@ _RECORD = (
     "first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at), "
     "rows = rows + excluded.rows"
 )
-_STALE = (
-    "DELETE FROM day_totals WHERE meter_id = ? AND channel_id = ? AND day_start > ? "
+#: The caches of a series' days (migrations 0004 and 0007), dropped by a write into the day.
+_STALE = tuple(
+    f"DELETE FROM {cache} WHERE meter_id = ? AND channel_id = ? AND day_start > ? "
     "AND day_start <= ?"
+    for cache in ("day_totals", "day_series")
 )
 
 
 def record_sqlite(cursor: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Add the feed entries of rows just stored in a series table (SQLite, same transaction),
-    and drop the day totals of the days they fall in.
+    and drop the day totals and day series of the days they fall in.
 
     ``rows`` start with ``(meter_id, channel_id, ts)``. One open entry per series
     absorbs them (range of starts, count). When some of them were stored before
@@ -116,8 +118,10 @@ def record_sqlite(cursor: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> N
         else:
             span[0], span[1], span[2] = min(span[0], lo), max(span[1], hi), span[2] + len(stamps)
     cursor.executemany(_RECORD, [(kind, m, c, lo, hi, n) for (m, c), (lo, hi, n) in spans.items()])
-    # Day totals of the days written into are no longer current (see migration 0004).
-    cursor.executemany(_STALE, [(m, c, lo - 86_400, hi) for (m, c), (lo, hi, _n) in spans.items()])
+    # Day totals and series of the days written into are no longer current.
+    days = [(m, c, lo - 86_400, hi) for (m, c), (lo, hi, _n) in spans.items()]
+    for stale in _STALE:
+        cursor.executemany(stale, days)
 
 
 def read_changes(

@@ -288,6 +288,32 @@ class DayTotalRow(Base):
     peak_at: Mapped[datetime | None] = mapped_column(UtcTimestamp())
 
 
+class DaySeriesRow(Base):
+    """The version-1 intervals of one meter, channel and closed local day, as the text columns
+    an interval series is written from: a meter-month series reads 30 rows instead of
+    2,880 (``amigate.storage.day_series``).
+
+    A cache like ``day_totals``: built only for days whose intervals have no later
+    versions, and deleted by any write into its day (migration 0007), so a row present
+    is always current. A day read every interval (one length, quality and source, one
+    start every ``step_s`` from ``first_s``) keeps no starts and one ``packed`` code;
+    any other day keeps ``step_s`` 0 and every start and code.
+    """
+
+    __tablename__ = "day_series"
+    __table_args__ = (Index("ix_day_series_day_start", "day_start"), _TS)
+
+    meter_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    day_start: Mapped[datetime] = mapped_column(UtcTimestamp(), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    first_s: Mapped[int] = mapped_column(BigInteger)  # epoch seconds of the first start
+    step_s: Mapped[int] = mapped_column(Integer)
+    starts: Mapped[str | None] = mapped_column(Text)  # epoch seconds, comma-separated
+    packed: Mapped[str] = mapped_column(Text)  # duration, quality and source (plain_series)
+    vals: Mapped[str] = mapped_column(Text)  # micro-units, "n" when missing
+
+
 class IngestBatchRow(Base):
     """A fingerprint of a batch stored whole, so that the same batch sent again is a cheap no-op.
 

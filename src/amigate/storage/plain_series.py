@@ -4,7 +4,7 @@ columns concatenated by the database, when they are the whole answer."""
 from __future__ import annotations
 
 import operator
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -30,17 +30,17 @@ class PlainColumns(NamedTuple):
 #: The duration, quality and source of an interval as one number: the duration alone
 #: (e.g. "900") for an actual, polled one. Quality and source codes are below 256.
 _PACKED = "(quality * 256 + source) * 4294967296 + duration_s"
-#: Each column of a version-1 series concatenated by the database (in start order: see
-#: below), with the packed number for the other three (see :func:`_unpacked`).
-_COLUMNS = {
+#: The count and each column of version-1 rows concatenated by the database (in start
+#: order: see below), with the packed number for the other three (see :func:`_unpacked`).
+AGGREGATES = {
     "sqlite": (
-        "SELECT count(*), group_concat(ts), group_concat(coalesce(value, 'n')), "
-        f"group_concat({_PACKED}) FROM ({{rows}})"
+        f"count(*), group_concat(ts), group_concat(coalesce(value, 'n')), "
+        f"group_concat({_PACKED})"
     ),
     "postgresql": (
-        "SELECT count(*), string_agg(CAST(CAST(date_part('epoch', ts) AS bigint) AS text), ','), "
+        "count(*), string_agg(CAST(CAST(date_part('epoch', ts) AS bigint) AS text), ','), "
         "string_agg(coalesce(CAST(value AS text), 'n'), ','), "
-        f"string_agg(CAST({_PACKED} AS text), ',') FROM ({{rows}}) s"
+        f"string_agg(CAST({_PACKED} AS text), ',')"
     ),
 }
 #: Neither database is asked to order the aggregates' input (SQLite before 3.44 cannot;
@@ -72,7 +72,7 @@ _RUNS = _Runs()
 
 
 def series_columns(count: int, starts: str, values: str, packed: str) -> PlainColumns:
-    """The columns of a :data:`_COLUMNS` row, in start order.
+    """The columns of a :data:`AGGREGATES` row, in start order.
 
     A series read every interval (one duration, quality and source; one start every
     duration) is recognised by comparing its texts with the expected ones, which also
@@ -92,7 +92,7 @@ def series_columns(count: int, starts: str, values: str, packed: str) -> PlainCo
 
 
 def _unpacked(starts: str, values: str, packed: str) -> PlainColumns:
-    """The columns of a :data:`_COLUMNS` row. Packing three columns into one saves SQLite
+    """The columns of a :data:`AGGREGATES` row. Packing three columns into one saves SQLite
     two aggregates; they are the same in every interval of a series read every interval,
     which then needs no work per interval here."""
     start = starts.split(",")
@@ -125,47 +125,160 @@ def plain_series(
     The fast path of the interval series. A meter-month is 2,880 rows: fetched row by
     row, SQLite's driver gives up and takes back the interpreter lock for each row, and
     under concurrent requests that hand-over cost more than the query (22 ms instead of
-    5 ms a series with 8 threads). The database concatenates each column instead, in
-    one step.
+    5 ms a series with 8 threads). The days the day series hold (``day_series``) are
+    read from there, one row a day; the database concatenates each column of the rest
+    (the whole range when no day is held), in one step a stretch.
 
     Returns:
         The columns (at most ``limit`` rows) and whether more rows follow, or None.
     """
     encode = time_encoder(engine)
-    low = start if after is None else max(start, after)
-    params: dict[str, Any] = {"m": meter_id, "c": cid, "lo": encode(low), "hi": encode(end),
+    lo, hi = start if after is None else max(start, after), end
+    params: dict[str, Any] = {"m": meter_id, "c": cid, "lo": encode(lo), "hi": encode(hi),
                               "n": int(limit) + 1}  # fmt: skip
     if after is not None:
         params["after"] = encode(after)
-    probe, columns_of = _plain_statements(engine.dialect.name, after is not None)
-    with one_connection(engine) as conn:  # on SQLite the probe and the rows: one snapshot
-        if not original and fetch(conn, probe, params):
+    dialect = engine.dialect.name
+    with one_connection(engine) as conn:  # on SQLite every statement reads one snapshot
+        head = fetch(conn, _head_statement(dialect, not original, after is not None), params)
+        if any(row[1] < 0 for row in head):  # the probe's row: a later version in the range
             return None
-        found = fetch(conn, columns_of, params)[0]
-    if not found[0]:
+        days = _usable_days(head, int(lo.timestamp()), int(hi.timestamp()))
+        stretches = _stretches(int(lo.timestamp()), int(hi.timestamp()), days, int(limit) + 1)
+        if len(stretches) > _MAX_STRETCHES:  # scattered days: the whole range at once
+            days, stretches = [], [(int(lo.timestamp()), int(hi.timestamp()))]
+        parts: list[_Part] = list(days)
+        if stretches:
+            for k, (a, b) in enumerate(stretches):
+                params[f"a{k}"] = encode(datetime.fromtimestamp(a, UTC))
+                params[f"b{k}"] = encode(datetime.fromtimestamp(b, UTC))
+            statement = _stretch_statement(dialect, len(stretches), after is not None)
+            for k, count, starts, values, packed in fetch(conn, statement, params):
+                if count:
+                    parts.append(_Part(stretches[k][0], int(count), str(starts), str(values),
+                                       str(packed)))  # fmt: skip
+    parts.sort()
+    total = sum(p.rows for p in parts)
+    if not total:
         return PlainColumns([], [], [], [], []), False
-    columns = series_columns(int(found[0]), *(str(c) for c in found[1:]))
+    _firsts, _counts, starts, values, packed = zip(*parts, strict=True)
+    columns = series_columns(total, ",".join(starts), ",".join(values), ",".join(packed))
     if len(columns.start) > limit:
         return PlainColumns(*(c[:limit] for c in columns)), True
     return columns, False
 
 
+class _Part(NamedTuple):
+    """Consecutive version-1 rows of a series: a day of ``day_series`` or a stretch read
+    from the intervals, as texts (each comma-separated)."""
+
+    first_s: int  # where the part lies: its day's or stretch's start, epoch seconds
+    rows: int
+    starts: str
+    values: str
+    packed: str
+
+
+#: More stretches between held days than this read the whole range in one statement.
+_MAX_STRETCHES = 4
+_DAY = 86_400
+
+
+def _usable_days(head: list[tuple[Any, ...]], lo: int, hi: int) -> list[_Part]:
+    """The ``day_series`` rows of :func:`_head_statement` as parts, in order, skipping any
+    that overlaps one before it (rows built for another UTC offset)."""
+    days = []
+    end = lo
+    for day, count, first, step, starts, packed, values in sorted(head):
+        day = epoch_of(day)
+        if day >= end and day + _DAY <= hi:
+            days.append(_day_part(day, int(count), int(first), int(step), starts, packed, values))
+            end = day + _DAY
+    return days
+
+
+def epoch_of(value: Any) -> int:
+    """Epoch seconds of a time as a driver returns it (a datetime, or seconds on SQLite)."""
+    return int(value.timestamp()) if isinstance(value, datetime) else int(value)
+
+
+def _day_part(day: int, count: int, first: int, step: int, starts: str | None, packed: str,
+              values: str) -> _Part:  # fmt: skip
+    """A ``day_series`` row as texts: a day read every interval keeps only its first start
+    and one code, and its texts (the same for every meter) are made once."""
+    if step:
+        return _Part(day, count, run_text(first, count, step), values, _repeated(packed, count))
+    return _Part(day, count, starts or "", values, packed)
+
+
+def _stretches(lo: int, hi: int, days: list[_Part], need: int) -> list[tuple[int, int]]:
+    """The stretches of ``[lo, hi)`` outside ``days`` that may hold the first ``need`` rows:
+    none after the days already holding that many."""
+    out = []
+    at, held = lo, 0
+    for day in days:
+        if day.first_s > at:
+            out.append((at, day.first_s))
+        at = day.first_s + _DAY
+        held += day.rows
+        if held >= need:
+            return out
+    if at < hi:
+        out.append((at, hi))
+    return out
+
+
+@lru_cache(maxsize=512)
+def run_text(first: int, count: int, step: int) -> str:
+    """``count`` starts every ``step`` seconds from ``first``, comma-separated."""
+    return ",".join(map(str, range(first, first + count * step, step)))
+
+
+@lru_cache(maxsize=64)
+def _repeated(code: str, count: int) -> str:
+    return ",".join(repeat(code, count))
+
+
+_WINDOW = "meter_id = :m AND channel_id = :c AND ts >= :lo AND ts < :hi"
+
+
 @lru_cache(maxsize=8)
-def _plain_statements(dialect: str, after: bool) -> tuple[TextClause, TextClause]:
-    """The statements of :func:`plain_series`: whether a later version starts in the range,
-    and the version-1 columns (after a cursor's start or not)."""
-    window = "meter_id = :m AND channel_id = :c AND ts >= :lo AND ts < :hi"
-    rows = f"SELECT ts, duration_s, value, quality, source FROM intervals WHERE {window}"
-    if after:  # version 1 sorts first: the one at the cursor's start is behind it
-        rows += " AND ts > :after"
-    rows += " ORDER BY ts LIMIT :n"
-    probe = text(f"SELECT 1 FROM interval_versions WHERE {window} LIMIT 1")
-    return probe, text(_COLUMNS[dialect].format(rows=rows))
+def _head_statement(dialect: str, probe: bool, after: bool) -> TextClause:
+    """The ``day_series`` rows of the days wholly in the range, up to the one holding the
+    ``:n``-th row; with ``probe``, also a row with count -1 when a later version starts in
+    the range."""
+    day = "day_start" if dialect == "sqlite" else "CAST(date_part('epoch', day_start) AS bigint)"
+    last = ":hi - 86400" if dialect == "sqlite" else "CAST(:hi AS timestamptz) - interval '1 day'"
+    held = (
+        f"SELECT {day}, n, first_s, step_s, starts, packed, vals FROM ("
+        "SELECT day_start, n, first_s, step_s, starts, packed, vals, "
+        "sum(n) OVER (ORDER BY day_start) - n AS ahead FROM day_series "
+        f"WHERE meter_id = :m AND channel_id = :c AND day_start >= :lo AND day_start <= {last}"
+        f"{' AND day_start > :after' if after else ''}) d WHERE ahead < :n"
+    )
+    if not probe:
+        return text(held)
+    return text(f"{held} UNION ALL SELECT NULL, -1, 0, 0, NULL, '', '' FROM ("
+                f"SELECT 1 FROM interval_versions WHERE {_WINDOW} LIMIT 1) v")  # fmt: skip
+
+
+@lru_cache(maxsize=32)
+def _stretch_statement(dialect: str, stretches: int, after: bool) -> TextClause:
+    """The version-1 columns of each stretch ``[:a<k>, :b<k>)``, one row each, tagged ``k``."""
+    selects = []
+    for k in range(stretches):
+        rows = ("SELECT ts, duration_s, value, quality, source FROM intervals WHERE "
+                f"meter_id = :m AND channel_id = :c AND ts >= :a{k} AND ts < :b{k}")  # fmt: skip
+        if after:  # version 1 sorts first: the one at the cursor's start is behind it
+            rows += " AND ts > :after"
+        rows += " ORDER BY ts LIMIT :n"
+        selects.append(f"SELECT {k}, {AGGREGATES[dialect]} FROM ({rows}) s{k}")
+    return text(" UNION ALL ".join(selects))
 
 
 def in_start_order(columns: PlainColumns) -> PlainColumns:
     """``columns`` sorted by start. The databases concatenate in the order of the subquery
-    in practice (see :data:`_COLUMNS`), which is not left to chance.
+    in practice (see :data:`AGGREGATES`), which is not left to chance.
 
     Starts of one length compare as text like their numbers (0.4 ms for a meter-month,
     against 1.2 as integers); other series are compared as integers."""
