@@ -124,6 +124,9 @@ class _Values(dict[str, str]):
 class _Run(NamedTuple):
     starts: list[str]  # epoch seconds, as ``PlainColumns`` holds them
     heads: list[str]
+    #: By tail: the run's text with a hole before each tail for its value (see
+    #: :func:`_filled`).
+    texts: dict[str, list[str | None]]
 
 
 class _Runs(dict[tuple[str, int, str], _Run]):
@@ -135,7 +138,7 @@ class _Runs(dict[tuple[str, int, str], _Run]):
             self.clear()
         first, count, step = int(key[0]), key[1], key[2]
         starts = [str(first + i * int(step)) for i in range(count)]
-        found = self[key] = _Run(starts, [_HEADS[start, step] for start in starts])
+        found = self[key] = _Run(starts, [_HEADS[start, step] for start in starts], {})
         return found
 
 
@@ -149,27 +152,43 @@ def plain_intervals(columns: PlainColumns) -> str:
 
     ``columns`` must be in start order, each start once (as ``plain_series`` gives
     them). A series read every interval (starts one duration apart, one duration, one
-    quality and source) is the usual one: its heads come from :func:`regular_run` and
-    its tails are one text, so only its values are looked up (2,880 intervals: about 1 ms
-    instead of 2.6).
+    quality and source) is the usual one: its text comes from :func:`regular_run`, so
+    only its values are looked up (2,880 intervals: about 0.6 ms instead of 2.6).
     """
     count = len(columns.start)
     if not count:
         return ""
     run = regular_run(columns)
+    quality, source = columns.quality[0], columns.source[0]
+    alike = columns.quality.count(quality) == count and columns.source.count(source) == count
+    if run is not None and alike:
+        return _filled(run, _TAILS[quality, source], columns.value)
     heads: Iterable[str]
     if run is not None:
         heads = run.heads
     else:
         heads = map(_HEADS.__getitem__, zip(columns.start, columns.duration_s, strict=True))
-    quality, source = columns.quality[0], columns.source[0]
     tails: Iterable[str]
-    if columns.quality.count(quality) == count and columns.source.count(source) == count:
+    if alike:
         tails = repeat(_TAILS[quality, source], count)
     else:
         tails = map(_TAILS.__getitem__, zip(columns.quality, columns.source, strict=True))
     values = map(_VALUES.__getitem__, columns.value)
     return "".join(chain.from_iterable(zip(heads, values, tails, strict=True)))[:-1]
+
+
+def _filled(run: _Run, tail: str, values: list[str]) -> str:
+    """The documents of a run whose intervals share ``tail``: its text (each tail joined
+    to the next head, made once a run and tail) with the values put in its holes by one
+    slice assignment (a third less than looking up and joining three pieces an interval)."""
+    text = run.texts.get(tail)
+    if text is None:
+        text = [None] * (2 * len(run.heads))
+        text[1::2] = [tail + head for head in run.heads[1:]] + [tail[:-1]]
+        run.texts[tail] = text
+    parts = text[:]
+    parts[0::2] = map(_VALUES.__getitem__, values)
+    return run.heads[0] + "".join(parts)  # type: ignore[arg-type]  # every hole filled
 
 
 def regular_run(columns: PlainColumns) -> _Run | None:
