@@ -93,8 +93,10 @@ def _determinants(
         known = [m for m in known if m not in totals]
     series = api_queries.batch_series(engine, known, cid, start, end) if cid and known else {}
     everyone = [m for m in dict.fromkeys(meter_ids) if m in meters]
-    reads = [_boundary_reads(engine, everyone, cid, at, interval_s, settings.api_max_range_days)
-             for at in (start, end)] if cid and everyone else [{}, {}]  # fmt: skip
+    reads: list[dict[int, ReadRow]] = [{}, {}]
+    if cid and everyone:
+        reads = _boundary_reads(engine, everyone, cid, (start, end), interval_s,
+                                settings.api_max_range_days)  # fmt: skip
     anomalies = open_anomalies(engine, everyone, start, end) if everyone else {}
     out = []
     for meter_id in meter_ids:
@@ -167,16 +169,20 @@ def _database_totals(
 
 
 def _boundary_reads(
-    engine: Engine, ids: list[int], cid: int, at: datetime, interval_s: int, max_days: int
-) -> dict[int, ReadRow]:
-    low, high = boundary_window(at, interval_s)
-    found = api_queries.first_reads_in(engine, ids, cid, low, high)
-    missing = [m for m in ids if m not in found]
-    if missing:
-        found |= api_queries.reads_at_or_before(
-            engine, missing, cid, at, at - timedelta(days=max_days)
-        )
-    return found
+    engine: Engine, ids: list[int], cid: int, boundaries: tuple[datetime, datetime],
+    interval_s: int, max_days: int,
+) -> list[dict[int, ReadRow]]:  # fmt: skip
+    """The read standing for each boundary, per meter: the first in its window (both
+    boundaries in one statement), else the last before it."""
+    windows = [boundary_window(at, interval_s) for at in boundaries]
+    reads = api_queries.first_reads_in_each(engine, ids, cid, windows)
+    for at, found in zip(boundaries, reads, strict=True):
+        missing = [m for m in ids if m not in found]
+        if missing:
+            found |= api_queries.reads_at_or_before(
+                engine, missing, cid, at, at - timedelta(days=max_days)
+            )
+    return reads
 
 
 def _boundary(row: ReadRow | None) -> BoundaryRead | None:
