@@ -9,10 +9,11 @@ one keep-alive connection, sharing the machine's CPUs with the server):
 * one meter-month billing determinant;
 * determinants of 1,000 meters in one batch request.
 
-Before serving, the day totals billing reads are built for the loaded month and,
-on TimescaleDB, its closed chunks are rewritten in meter order (what ``amigate run``
-does in the background as days close); the time it takes is printed, and the
-service's own upkeep is switched off while measuring.
+Before serving, the day totals (which determinants read) and the day series (which
+interval series read) are built for the loaded month and, on TimescaleDB, its closed
+chunks are rewritten in meter order (what ``amigate run`` does in the background as
+days close); the time it takes is printed, and the service's own upkeep is switched
+off while measuring.
 
 Targets: p99 <= 25 ms for the series and the determinant; <= 2 s for the batch.
 Each line also prints the CPU time per request of the server process and of the
@@ -283,7 +284,8 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
     started = time.perf_counter()
     rows = build(Store(engine), settings.tou.classifier(ZONE), interval_s=int(STEP.total_seconds()),
                  days=days + 1, now=START + timedelta(days=days + 1))  # fmt: skip
-    print(f"  day totals: {rows:,} rows built in {time.perf_counter() - started:.1f} s")
+    print(f"  day totals: {rows:,} rows (and the day series) built in "
+          f"{time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     chunks = order_closed_chunks(engine, ended_before=START + timedelta(days=days + 1),
                                  limit=days + 1)  # fmt: skip
