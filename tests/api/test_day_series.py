@@ -29,8 +29,11 @@ LATER = JAN1 + timedelta(days=10)
 _METERS = itertools.count(5000)
 
 #: What a day of a random series holds (see :func:`_day_rows`).
-DAY_KINDS = st.one_of(st.sampled_from(["run", "empty", "edited", "gappy", "estimated"]),
-                      st.lists(INTERVAL_SPECS, min_size=1, max_size=8))  # fmt: skip
+DAY_KINDS = st.one_of(
+    st.sampled_from(["run", "run", "empty", "edited", "gappy", "estimated", "all estimated",
+                     "late", "early"]),
+    st.lists(INTERVAL_SPECS, min_size=1, max_size=8),
+)  # fmt: skip
 DayKind = str | list[IntervalSpec]
 #: Slots from JAN1: a local midnight as often as not.
 EDGES = st.one_of(st.integers(-4, 4 * 96 + 4), st.sampled_from([0, 96, 192, 288, 384]))
@@ -46,7 +49,11 @@ def _build(store: Store, meter: int | None = None, offset_s: int = SHANGHAI) -> 
 def _day_rows(meter: int, day: int, kind: DayKind) -> list[Interval]:
     """One local day: 96 intervals read every 15 minutes ("run"), none, a run with a later
     version of one interval ("edited"), with two slots never read ("gappy"), with one
-    estimated interval ("estimated"), or random intervals from a 10-minute offset on."""
+    estimated interval ("estimated"), all estimated, read from 02:30 on ("late") or until
+    21:30 ("early"), or random intervals from a 10-minute offset on. The runs, late,
+    early and all-estimated days are each read every interval (held as a first start
+    and a step); together they are one run only when their codes agree and each begins
+    where the one before ended."""
     start = JAN1 + day * DAY
     if isinstance(kind, list):
         rows, end = [], start + timedelta(minutes=10)
@@ -61,9 +68,13 @@ def _day_rows(meter: int, day: int, kind: DayKind) -> list[Interval]:
         return rows
     if kind == "empty":
         return []
+    slots = {"gappy": [i for i in range(96) if i not in (3, 50)], "late": range(10, 96),
+             "early": range(86)}.get(kind, range(96))  # fmt: skip
+    estimated = {"quality": Quality.ESTIMATED, "source": Source.ESTIMATION}
     rows = [Interval(meter_id=meter, channel="1.8.0", start=start + i * Q,
-                     end=start + (i + 1) * Q, value=D((i * 7 + day) % 89) / 4)
-            for i in range(96) if kind != "gappy" or i not in (3, 50)]  # fmt: skip
+                     end=start + (i + 1) * Q, value=D((i * 7 + day) % 89) / 4,
+                     **(estimated if kind == "all estimated" else {}))
+            for i in slots]  # fmt: skip
     if kind == "estimated":
         rows[20] = Interval(meter_id=meter, channel="1.8.0", start=rows[20].start,
                             end=rows[20].end, value=D("0.5"), quality=Quality.ESTIMATED,
@@ -117,6 +128,9 @@ def _held(engine: Engine, meter: int) -> list[int]:
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @example(days=["run", "edited"], cut=(0, 192), after=None, limit=96, original=True)
 @example(days=["estimated", "run"], cut=(0, 192), after=None, limit=300, original=False)
+@example(days=["run", "all estimated"], cut=(0, 192), after=None, limit=300, original=False)
+@example(days=["run", "late"], cut=(0, 192), after=None, limit=300, original=False)
+@example(days=["early", "run"], cut=(0, 192), after=None, limit=300, original=True)
 @given(days=st.lists(DAY_KINDS, min_size=1, max_size=4), cut=st.tuples(EDGES, EDGES),
        after=st.none() | EDGES, limit=st.one_of(st.integers(1, 300), st.sampled_from([94, 96])),
        original=st.booleans())  # fmt: skip

@@ -71,6 +71,13 @@ class _Runs(dict[tuple[str, int, str], _Run]):
 _RUNS = _Runs()
 
 
+def run_starts(first: str, count: int, step: str) -> list[str]:
+    """The starts of a run as the columns of a run hold them: the same string objects
+    while the run is cached, so comparing the columns' starts with them (fastjson) is
+    an identity check per start instead of a text comparison."""
+    return _RUNS[first, count, step].starts
+
+
 def series_columns(count: int, starts: str, values: str, packed: str) -> PlainColumns:
     """The columns of a :data:`AGGREGATES` row, in start order.
 
@@ -147,7 +154,11 @@ def plain_series(
         stretches = _stretches(int(lo.timestamp()), int(hi.timestamp()), days, int(limit) + 1)
         if len(stretches) > _MAX_STRETCHES:  # scattered days: the whole range at once
             days, stretches = [], [(int(lo.timestamp()), int(hi.timestamp()))]
-        parts: list[_Part] = list(days)
+        if not stretches and days:
+            run = _one_run(days)
+            if run is not None:
+                return _cut(run, limit)
+        parts = [_day_part(*day) for day in days]
         if stretches:
             for k, (a, b) in enumerate(stretches):
                 params[f"a{k}"] = encode(datetime.fromtimestamp(a, UTC))
@@ -158,21 +169,38 @@ def plain_series(
                     parts.append(_Part(stretches[k][0], int(count), str(starts), str(values),
                                        str(packed)))  # fmt: skip
     parts.sort()
-    total = sum(p.rows for p in parts)
+    total = sum(part.rows for part in parts)
     if not total:
         return PlainColumns([], [], [], [], []), False
-    _firsts, _counts, starts, values, packed = zip(*parts, strict=True)
-    columns = series_columns(total, ",".join(starts), ",".join(values), ",".join(packed))
+    _at, _rows, starts, values, packed = zip(*parts, strict=True)
+    return _cut(series_columns(total, ",".join(starts), ",".join(values), ",".join(packed)),
+                limit)  # fmt: skip
+
+
+def _cut(columns: PlainColumns, limit: int) -> tuple[PlainColumns, bool]:
+    """The first ``limit`` rows of ``columns``, and whether there were more."""
     if len(columns.start) > limit:
         return PlainColumns(*(c[:limit] for c in columns)), True
     return columns, False
+
+
+class _Day(NamedTuple):
+    """A row of ``day_series`` (see ``storage.models.DaySeriesRow``)."""
+
+    start_s: int  # the day's start, epoch seconds
+    rows: int
+    first_s: int
+    step_s: int
+    starts: str | None
+    packed: str
+    values: str
 
 
 class _Part(NamedTuple):
     """Consecutive version-1 rows of a series: a day of ``day_series`` or a stretch read
     from the intervals, as texts (each comma-separated)."""
 
-    first_s: int  # where the part lies: its day's or stretch's start, epoch seconds
+    at_s: int  # where the part lies: its day's or stretch's start, epoch seconds
     rows: int
     starts: str
     values: str
@@ -184,17 +212,37 @@ _MAX_STRETCHES = 4
 _DAY = 86_400
 
 
-def _usable_days(head: list[tuple[Any, ...]], lo: int, hi: int) -> list[_Part]:
-    """The ``day_series`` rows of :func:`_head_statement` as parts, in order, skipping any
-    that overlaps one before it (rows built for another UTC offset)."""
+def _usable_days(head: list[tuple[Any, ...]], lo: int, hi: int) -> list[_Day]:
+    """The ``day_series`` rows of :func:`_head_statement` in order, skipping any that
+    overlaps one before it (rows built for another UTC offset)."""
     days = []
     end = lo
     for day, count, first, step, starts, packed, values in sorted(head):
         day = epoch_of(day)
         if day >= end and day + _DAY <= hi:
-            days.append(_day_part(day, int(count), int(first), int(step), starts, packed, values))
+            days.append(_Day(day, int(count), int(first), int(step), starts, packed, values))
             end = day + _DAY
     return days
+
+
+def _one_run(days: list[_Day]) -> PlainColumns | None:
+    """The columns of ``days`` when together they are one run: each read every interval,
+    with one step and code, each beginning where the one before ended (the usual
+    meter-month: no text is made or compared but the values')."""
+    head = days[0]
+    at = head.first_s
+    for day in days:
+        if not day.step_s or day.step_s != head.step_s or day.packed != head.packed or (
+            day.first_s != at
+        ):  # fmt: skip
+            return None
+        at += day.rows * day.step_s
+    total = sum(day.rows for day in days)
+    duration, quality, source = _codes(head.packed)
+    run = _RUNS[str(head.first_s), total, duration]
+    return PlainColumns(list(run.starts), [duration] * total,
+                        ",".join(day.values for day in days).split(","), [quality] * total,
+                        [source] * total)  # fmt: skip
 
 
 def epoch_of(value: Any) -> int:
@@ -211,15 +259,15 @@ def _day_part(day: int, count: int, first: int, step: int, starts: str | None, p
     return _Part(day, count, starts or "", values, packed)
 
 
-def _stretches(lo: int, hi: int, days: list[_Part], need: int) -> list[tuple[int, int]]:
+def _stretches(lo: int, hi: int, days: list[_Day], need: int) -> list[tuple[int, int]]:
     """The stretches of ``[lo, hi)`` outside ``days`` that may hold the first ``need`` rows:
     none after the days already holding that many."""
     out = []
     at, held = lo, 0
     for day in days:
-        if day.first_s > at:
-            out.append((at, day.first_s))
-        at = day.first_s + _DAY
+        if day.start_s > at:
+            out.append((at, day.start_s))
+        at = day.start_s + _DAY
         held += day.rows
         if held >= need:
             return out

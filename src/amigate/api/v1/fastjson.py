@@ -21,7 +21,7 @@ from amigate.api.v1.schemas import exact
 from amigate.billing.determinants import BoundaryRead, Determinant
 from amigate.domain import Quality, Source
 from amigate.storage.api_queries import SeriesRow
-from amigate.storage.plain_series import PlainColumns
+from amigate.storage.plain_series import PlainColumns, run_starts
 
 _ISO: dict[datetime, str] = {}
 _QUALITY = {int(q): q.name.lower() for q in Quality}
@@ -136,9 +136,8 @@ class _Runs(dict[tuple[str, int, str], _Run]):
     def __missing__(self, key: tuple[str, int, str]) -> _Run:
         if len(self) >= 4:  # a month of 15-minute heads and starts is about 500 kB
             self.clear()
-        first, count, step = int(key[0]), key[1], key[2]
-        starts = [str(first + i * int(step)) for i in range(count)]
-        found = self[key] = _Run(starts, [_HEADS[start, step] for start in starts], {})
+        starts = run_starts(*key)
+        found = self[key] = _Run(starts, [_HEADS[start, key[2]] for start in starts], {})
         return found
 
 
