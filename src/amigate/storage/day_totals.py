@@ -116,7 +116,8 @@ def build(
     settle: timedelta = timedelta(hours=1),
     meter_ids: Sequence[int] | None = None,
 ) -> int:
-    """Build the missing day totals of the closed local days from ``since`` on.
+    """Build the missing day totals of the closed local days from ``since`` on, and in the
+    same transactions their day series (``amigate.storage.day_series``).
 
     Args:
         engine: the database.
@@ -129,7 +130,7 @@ def build(
         meter_ids: only these meters (default: all).
 
     Returns:
-        The number of rows stored.
+        The number of day-total rows stored (day series are logged, not counted).
     """
     key = schedule_key(ranges, offset_s, interval_s)
     encode = time_encoder(engine)
