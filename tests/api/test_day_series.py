@@ -36,7 +36,7 @@ DAY_KINDS = st.one_of(
 )  # fmt: skip
 DayKind = str | list[IntervalSpec]
 #: Slots from JAN1: a local midnight as often as not.
-EDGES = st.one_of(st.integers(-4, 4 * 96 + 4), st.sampled_from([0, 96, 192, 288, 384]))
+EDGES = st.one_of(st.integers(-4, 8 * 96 + 4), st.sampled_from([96 * d for d in range(9)]))
 
 
 def _build(store: Store, meter: int | None = None, offset_s: int = SHANGHAI) -> None:
@@ -130,8 +130,10 @@ def _held(engine: Engine, meter: int) -> list[int]:
 @example(days=["estimated", "run"], cut=(0, 192), after=None, limit=300, original=False)
 @example(days=["run", "all estimated"], cut=(0, 192), after=None, limit=300, original=False)
 @example(days=["run", "late"], cut=(0, 192), after=None, limit=300, original=False)
+@example(days=["edited", "run", "empty", "run", "edited", "run", "empty", "run", "edited"],
+         cut=(0, 8 * 96 + 4), after=None, limit=1000, original=True)  # 5 stretches: read whole
 @example(days=["early", "run"], cut=(0, 192), after=None, limit=300, original=True)
-@given(days=st.lists(DAY_KINDS, min_size=1, max_size=4), cut=st.tuples(EDGES, EDGES),
+@given(days=st.lists(DAY_KINDS, min_size=1, max_size=8), cut=st.tuples(EDGES, EDGES),
        after=st.none() | EDGES, limit=st.one_of(st.integers(1, 300), st.sampled_from([94, 96])),
        original=st.booleans())  # fmt: skip
 def test_a_series_read_from_day_series_is_the_stored_series(
