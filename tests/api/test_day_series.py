@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +20,7 @@ from amigate.api.v1 import fastjson
 from amigate.api.v1.intervals import interval_out
 from amigate.billing import totals
 from amigate.domain import Interval, Quality, Source
-from amigate.storage import Store, api_queries, day_totals, plain_series
+from amigate.storage import Store, api_queries, day_series, day_totals, plain_series
 from amigate.tou import TouSchedule
 from tests.api.conftest import INTERVAL_SPECS, JAN1, Api, IntervalSpec, Q, add_meter, make_api
 
@@ -26,6 +28,8 @@ D = Decimal
 DAY = timedelta(days=1)
 SHANGHAI = 8 * 3600  # JAN1 is a local midnight there
 LATER = JAN1 + timedelta(days=10)
+#: The advisory lock the day totals' builder holds (migrations 0004, 0005 and 0007).
+BUILDER_LOCK = 0x616D_6967_746F_7473
 _METERS = itertools.count(5000)
 
 #: What a day of a random series holds (see :func:`_day_rows`).
@@ -247,3 +251,55 @@ def test_day_series_built_for_another_offset_are_read_alongside(engine: Engine) 
             assert expected is not None and len(expected[0]) == (end - start) // Q
             assert _fast(api.store, meter, start, end, original=False, after=None,
                          limit=1000) == expected  # fmt: skip
+
+
+def test_a_write_waits_for_a_build_in_progress_then_drops_what_it_stored(clean_pg: Engine) -> None:
+    """PostgreSQL: a builder holds the advisory lock while it computes and stores a day; a
+    write into that day waits for it in its trigger and then drops the row, which was
+    computed without the write."""
+    store = Store(clean_pg)
+    meter = add_meter(store)
+    store.ingest_intervals([r for d in range(2) for r in _day_rows(meter, d, "run")])
+    late = JAN1 + DAY + 50 * Q + timedelta(minutes=5)
+    wrote: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            store.ingest_intervals([Interval(meter_id=meter, channel="1.8.0", start=late,
+                                             end=late + Q, value=D("7.25"))])  # fmt: skip
+        except BaseException as exc:  # reported to the test below
+            wrote.append(exc)
+        else:
+            wrote.append(None)
+
+    todo = "todo AS (SELECT m.id AS mid, c.id AS cid FROM meters m, channels c WHERE m.id IN :ids)"
+    with clean_pg.connect() as builder:
+        with builder.begin():
+            builder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": BUILDER_LOCK})
+            writer = threading.Thread(target=write)
+            writer.start()
+            _wait_for_a_lock_wait(clean_pg)
+            assert writer.is_alive() and not wrote
+            stored = day_series.build_day(builder, clean_pg, todo, {
+                "d": JAN1 + DAY, "e": JAN1 + 2 * DAY, "ids": [meter]})  # fmt: skip
+            assert stored == 1  # without the late interval: the write is not committed
+        writer.join(30)
+    assert wrote == [None]
+    assert _held(clean_pg, meter) == []
+    found = _fast(store, meter, JAN1, JAN1 + 2 * DAY, original=False, after=None, limit=1000)
+    assert found is not None and len(found[0]) == 2 * 96 + 1
+
+
+def _wait_for_a_lock_wait(engine: Engine) -> None:
+    """Until a session of this database waits for a lock (the writer's trigger)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            )).scalar()  # fmt: skip
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the write never waited for the builder's lock")
