@@ -303,3 +303,34 @@ def _wait_for_a_lock_wait(engine: Engine) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the write never waited for the builder's lock")
+
+
+def test_where_local_days_change_length_day_series_are_kept_for_utc_days(engine: Engine) -> None:
+    """Europe/Berlin over a daylight-saving change: no day totals, day series for each UTC
+    day holding intervals, and a series over local days reads them and the hours at its
+    ends from the intervals."""
+    for api in make_api(engine):
+        meter = _run_meter(api, days=4)
+        berlin = TouSchedule().classifier(ZoneInfo("Europe/Berlin"))
+        assert totals.build(api.store, berlin, interval_s=900, days=120,
+                            now=JAN1 + 100 * DAY) == 0  # fmt: skip
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM day_totals")).scalar() == 0
+            found = conn.execute(text("SELECT day_start FROM day_series WHERE meter_id = :m"),
+                                 {"m": meter}).scalars().all()  # fmt: skip
+        starts = sorted(int(at.timestamp() if isinstance(at, datetime) else at) for at in found)
+        first = int(datetime(2025, 12, 31, tzinfo=UTC).timestamp())
+        assert starts == [first + d * 86_400 for d in range(5)]  # the first and last partly
+        local = ZoneInfo("Europe/Berlin")
+        start, end = datetime(2026, 1, 1, tzinfo=local), datetime(2026, 1, 4, tzinfo=local)
+        expected = _expected(api.store, meter, start, end, original=False, after=None,
+                             limit=1000)  # fmt: skip
+        assert expected is not None and len(expected[0]) == 3 * 96
+        _tamper(engine, meter, datetime(2026, 1, 2, tzinfo=UTC))
+        got = _fast(api.store, meter, start, end, original=False, after=None, limit=1000)
+        assert got is not None
+        held = [i["start"] for i in got[0] if i["value"] == "0.000001"]
+        assert len(held) == 96 and held[0] == "2026-01-02T00:00:00Z"
+        assert [i for i in got[0] if i["value"] != "0.000001"] == [
+            i for i in expected[0] if not i["start"].startswith("2026-01-02")
+        ]

@@ -1,8 +1,10 @@
-"""The day totals billing reads (``amigate.storage.day_totals``), for the configured schedule.
+"""The day totals billing reads (``amigate.storage.day_totals``), for the configured schedule,
+and the day series interval series read.
 
 Day totals exist only where local days have a fixed length: in a timezone whose
 UTC offset does not change over the range (no daylight saving time, such as
-Asia/Shanghai). Elsewhere determinants are summed from the intervals.
+Asia/Shanghai). Elsewhere determinants are summed from the intervals, and day series
+are kept for UTC days.
 """
 
 from __future__ import annotations
@@ -43,18 +45,21 @@ def period_ranges(classifier: TouClassifier) -> list[tuple[int, int, int]]:
 def build(
     store: Store, classifier: TouClassifier, *, interval_s: int, days: int, now: datetime
 ) -> int:
-    """Build the missing day totals of the last ``days`` closed local days.
+    """Build the missing day totals and day series of the last ``days`` closed local days.
+
+    In a timezone whose UTC offset changes, local days have no fixed length: no day
+    totals are built, and day series are built for UTC days (a series over local days
+    reads the hours at either end from the intervals).
 
     Returns:
-        The number of rows stored (0 when the timezone has no fixed offset).
+        The number of day-total rows stored (0 when the timezone has no fixed offset).
     """
     since = now - timedelta(days=days + 1)
     offset = fixed_offset(classifier.zone, since, now)
     if offset is None:
         _LOG.debug("day totals: %s changes its UTC offset; determinants use the intervals",
                    classifier.zone.key)  # fmt: skip
-        return 0
     return day_totals.build(
-        store.engine, ranges=period_ranges(classifier), offset_s=offset, interval_s=interval_s,
-        since=since, now=now,
+        store.engine, ranges=period_ranges(classifier), offset_s=offset or 0,
+        interval_s=interval_s, since=since, now=now, totals=offset is not None,
     )  # fmt: skip

@@ -115,9 +115,11 @@ def build(
     now: datetime,
     settle: timedelta = timedelta(hours=1),
     meter_ids: Sequence[int] | None = None,
+    totals: bool = True,
 ) -> int:
     """Build the missing day totals of the closed local days from ``since`` on, and in the
-    same transactions their day series (``amigate.storage.day_series``).
+    same transactions their day series (``amigate.storage.day_series``); without
+    ``totals``, the day series alone.
 
     Args:
         engine: the database.
@@ -128,6 +130,7 @@ def build(
         now: days ending after ``now - settle`` are not closed yet.
         settle: how long after its end a day is left to late reads.
         meter_ids: only these meters (default: all).
+        totals: build the day totals too (not when days have no fixed length).
 
     Returns:
         The number of day-total rows stored (day series are logged, not counted).
@@ -140,7 +143,8 @@ def build(
     started = time.perf_counter()
     with translate_errors(engine):
         with engine.begin() as conn:
-            conn.execute(text("DELETE FROM day_totals WHERE schedule <> :k"), {"k": key})
+            if totals:
+                conn.execute(text("DELETE FROM day_totals WHERE schedule <> :k"), {"k": key})
             ids = list(meter_ids) if meter_ids is not None else [
                 int(r[0]) for r in conn.execute(text("SELECT id FROM meters ORDER BY id"))
             ]  # fmt: skip
@@ -157,6 +161,8 @@ def build(
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK})
                         conn.execute(text("SET LOCAL jit = off"))  # compiling costs more here
                     series += day_series.build_day(conn, engine, series_todo, params)
+                    if not totals:
+                        continue
                     pending = [int(r[0]) for r in conn.execute(todo, params)]
                     if pending:  # most passes find every day built already
                         params["ids"] = pending
