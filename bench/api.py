@@ -282,9 +282,10 @@ def bench(name: str, url: str, engine: Engine, meters: int, days: int, requests:
     key = ApiKeys(engine).create("bench", ["read", "billing"])[1]
     settings = load_settings(None)
     started = time.perf_counter()
-    rows = build(Store(engine), settings.tou.classifier(ZONE), interval_s=int(STEP.total_seconds()),
-                 days=days + 1, now=START + timedelta(days=days + 1))  # fmt: skip
-    print(f"  day totals: {rows:,} rows (and the day series) built in "
+    built = build(Store(engine), settings.tou.classifier(ZONE),
+                  interval_s=int(STEP.total_seconds()), days=days + 1,
+                  now=START + timedelta(days=days + 1))  # fmt: skip
+    print(f"  day totals: {built.totals:,} rows and {built.series:,} day series built in "
           f"{time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     chunks = order_closed_chunks(engine, ended_before=START + timedelta(days=days + 1),

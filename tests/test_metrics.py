@@ -46,6 +46,17 @@ def test_reads_latency_utilization_and_success_rate_render_as_prometheus_text() 
     assert "amigate_reads_total{" not in Metrics().render().decode()
 
 
+def test_day_totals_builds_count_their_rows_and_day_series() -> None:
+    metrics = Metrics()
+    metrics.day_totals(ok=True, rows=8, series=2)
+    metrics.day_totals(ok=False)
+    samples = _samples(metrics.render().decode())
+    assert samples[("amigate_day_totals_rows_total", ())] == 8
+    assert samples[("amigate_day_series_rows_total", ())] == 2
+    assert samples[("amigate_day_totals_runs_total", (("result", "ok"),))] == 1
+    assert samples[("amigate_day_totals_runs_total", (("result", "failed"),))] == 1
+
+
 def test_metrics_and_readyz_endpoints(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
     upgrade(engine)

@@ -22,9 +22,12 @@ DAY = datetime(2026, 3, 1, tzinfo=UTC) - timedelta(hours=8)
 def _run(
     store: Store, now: datetime, retention: timedelta = timedelta(days=35)
 ) -> tuple[int, int, list[str], list[str]]:
+    """Run the upkeep; the day-total rows built (two meters' day series with them, when any
+    are), the feed entries pruned, the steps done and failed."""
     settings = load_settings(None)
     report = run_upkeep(store, settings.tou.classifier(settings.timezone), interval_s=900,
                         days=7, retention=retention, now=now)  # fmt: skip
+    assert report.series == (2 if report.rows else 0)
     return report.rows, report.pruned, report.done, report.failed
 
 

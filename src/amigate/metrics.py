@@ -137,6 +137,9 @@ class Metrics:
             "amigate_day_totals_rows", "Day-total rows built (meter, channel, day, tariff period).",
             registry=r,
         )  # fmt: skip
+        self.series_rows = Counter(
+            "amigate_day_series_rows", "Day-series rows built (meter, channel, day).", registry=r,
+        )  # fmt: skip
         self.upkeep_steps = Counter(
             "amigate_upkeep_steps", "Steps of the billing upkeep (day_totals, feed_prune, "
             "chunk_order), by result (ok, failed).", ["step", "result"], registry=r,
@@ -185,10 +188,11 @@ class Metrics:
         self.validations.labels("ok" if ok else "failed").inc()
         self.validated.inc(intervals)
 
-    def day_totals(self, *, ok: bool, rows: int = 0) -> None:
-        """A day-totals build ended."""
+    def day_totals(self, *, ok: bool, rows: int = 0, series: int = 0) -> None:
+        """A day-totals build ended (``series``: the day-series rows it built)."""
         self.totals_runs.labels("ok" if ok else "failed").inc()
         self.totals_rows.inc(rows)
+        self.series_rows.inc(series)
 
     def upkeep_step(self, step: str, *, ok: bool) -> None:
         """A step of the billing upkeep ended."""

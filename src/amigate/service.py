@@ -352,7 +352,8 @@ class Service:
             report = await asyncio.to_thread(partial(run, now=self.clock.now()))
             for step in report.done + report.failed:
                 self.metrics.upkeep_step(step, ok=step in report.done)
-            self.metrics.day_totals(ok="day_totals" in report.done, rows=report.rows)
+            self.metrics.day_totals(ok="day_totals" in report.done, rows=report.rows,
+                                    series=report.series)  # fmt: skip
 
         await self._every("billing upkeep", 60.0, self.settings.day_totals_every_minutes * 60,
                           upkeep, lambda: self.metrics.day_totals(ok=False))  # fmt: skip

@@ -60,8 +60,9 @@ def _determinants(api: Api, ids: list[int], start: datetime, end: datetime) -> l
 
 
 def _build(api: Api, now: datetime = LATER, schedule: TouSchedule = SCHEDULE) -> int:
+    """Build; the number of day-total rows stored."""
     return totals.build(api.store, schedule.classifier(SHANGHAI), interval_s=900,
-                        days=30, now=now)  # fmt: skip
+                        days=30, now=now).totals  # fmt: skip
 
 
 def _covered(api: Api, ids: list[int], start: datetime, end: datetime) -> set[int]:
@@ -201,4 +202,4 @@ def test_only_closed_days_of_the_current_schedule_are_built(engine: Engine) -> N
         assert len(keys) == 1
         berlin = TouSchedule().classifier(ZoneInfo("Europe/Berlin"))
         assert totals.build(api.store, berlin, interval_s=900, days=30,
-                            now=datetime(2026, 4, 5, tzinfo=UTC)) == 0  # fmt: skip
+                            now=datetime(2026, 4, 5, tzinfo=UTC)).totals == 0  # fmt: skip

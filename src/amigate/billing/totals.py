@@ -44,7 +44,7 @@ def period_ranges(classifier: TouClassifier) -> list[tuple[int, int, int]]:
 
 def build(
     store: Store, classifier: TouClassifier, *, interval_s: int, days: int, now: datetime
-) -> int:
+) -> day_totals.Built:
     """Build the missing day totals and day series of the last ``days`` closed local days.
 
     In a timezone whose UTC offset changes, local days have no fixed length: no day
@@ -52,7 +52,8 @@ def build(
     reads the hours at either end from the intervals).
 
     Returns:
-        The number of day-total rows stored (0 when the timezone has no fixed offset).
+        The rows stored: day totals (none when the timezone has no fixed offset) and day
+        series.
     """
     since = now - timedelta(days=days + 1)
     offset = fixed_offset(classifier.zone, since, now)

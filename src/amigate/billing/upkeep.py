@@ -1,7 +1,8 @@
 """Billing upkeep of ``amigate run``: three independent steps, each run (and counted)
 even when another one fails.
 
-* ``day_totals``: add up the closed days per tariff period (``billing.totals``);
+* ``day_totals``: add up the closed days per tariff period and keep their day series
+  (``billing.totals``);
 * ``feed_prune``: delete change-feed entries older than the retention;
 * ``chunk_order``: on TimescaleDB, rewrite a chunk of intervals closed a day ago in
   meter order (``storage.chunk_order``).
@@ -34,6 +35,7 @@ class UpkeepReport:
     """What one upkeep run did."""
 
     rows: int = 0  # day-total rows built
+    series: int = 0  # day-series rows built
     pruned: int = 0  # change-feed entries deleted
     chunks: int = 0  # chunks rewritten in meter order
     done: list[str] = field(default_factory=list)  # the steps that ran without error
@@ -70,9 +72,12 @@ def run_upkeep(
         report.failed.append(name)
         return 0
 
-    report.rows = step("day_totals", lambda: build(
-        store, classifier, interval_s=interval_s, days=days, now=now,
-    ))  # fmt: skip
+    def totals() -> int:
+        built = build(store, classifier, interval_s=interval_s, days=days, now=now)
+        report.series = built.series
+        return built.totals
+
+    report.rows = step("day_totals", totals)
     if retention:
         report.pruned = step("feed_prune", lambda: prune_changes(store.engine, now - retention))
         if report.pruned:

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Engine, text
 
@@ -105,6 +106,13 @@ def _build_sql(engine: Engine, ranges: Sequence[tuple[int, int, int]], offset_s:
     )
 
 
+class Built(NamedTuple):
+    """What a build stored: day-total rows and day-series rows."""
+
+    totals: int
+    series: int
+
+
 def build(
     engine: Engine,
     *,
@@ -116,7 +124,7 @@ def build(
     settle: timedelta = timedelta(hours=1),
     meter_ids: Sequence[int] | None = None,
     totals: bool = True,
-) -> int:
+) -> Built:
     """Build the missing day totals of the closed local days from ``since`` on, and in the
     same transactions their day series (``amigate.storage.day_series``); without
     ``totals``, the day series alone.
@@ -133,7 +141,7 @@ def build(
         totals: build the day totals too (not when days have no fixed length).
 
     Returns:
-        The number of day-total rows stored (day series are logged, not counted).
+        The number of rows stored in each.
     """
     key = schedule_key(ranges, offset_s, interval_s)
     encode = time_encoder(engine)
@@ -170,7 +178,7 @@ def build(
     if stored or series:
         _LOG.info("day totals: %d row(s) and %d day series built in %.1f s", stored, series,
                   time.perf_counter() - started)  # fmt: skip
-    return stored
+    return Built(stored, series)
 
 
 def read_groups(
