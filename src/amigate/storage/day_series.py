@@ -18,34 +18,25 @@ reads the rest from the intervals (``plain_series``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, TextClause, text
 
 from amigate.storage.driver_rows import fetch
 from amigate.storage.id_lists import ids_text
-from amigate.storage.ingest import time_encoder
-from amigate.storage.plain_series import (
-    AGGREGATES,
-    PlainColumns,
-    epoch_of,
-    run_text,
-    series_columns,
-)
+from amigate.storage.plain_series import AGGREGATES, PlainColumns, run_text, series_columns
 
 
 def build_day(conn: Connection, engine: Engine, todo_cte: str, params: Mapping[str, Any]) -> int:
-    """Store the day series of the pairs ``todo_cte`` finds for the day ``[:d, :e)``, in the
-    caller's transaction (the day totals' builder, under its lock).
+    """Store the day series of the pairs ``todo_cte`` finds for the day ``[:d, :e)`` (bound
+    as the driver takes them), in the caller's transaction (the day totals' builder,
+    under its lock).
 
     Returns:
         The number of rows stored.
     """
     found = fetch(conn, _pending(engine, todo_cte), params)
-    day = datetime.fromtimestamp(epoch_of(params["d"]), UTC)
-    encode = time_encoder(engine)
-    rows = [_row(int(m), int(c), encode(day), series_columns(int(n), str(s), str(v), str(p)))
+    rows = [_row(int(m), int(c), params["d"], series_columns(int(n), str(s), str(v), str(p)))
             for m, c, n, s, v, p in found]  # fmt: skip
     if rows:
         conn.execute(_INSERT, rows)
@@ -77,11 +68,11 @@ def _row(meter_id: int, channel_id: int, day: Any, columns: PlainColumns) -> dic
     packed = [_pack(d, q, s) for d, q, s in zip(columns.duration_s, columns.quality,
                                                  columns.source, strict=True)]  # fmt: skip
     first, count, step = int(starts[0]), len(starts), int(columns.duration_s[0])
-    regular = packed.count(packed[0]) == count and run_text(first, count, step) == ",".join(starts)
+    joined = ",".join(starts)
+    regular = packed.count(packed[0]) == count and run_text(first, count, step) == joined
     return {
         "meter_id": meter_id, "channel_id": channel_id, "day_start": day, "n": count,
-        "first_s": first, "step_s": step if regular else 0,
-        "starts": None if regular else ",".join(starts),
+        "first_s": first, "step_s": step if regular else 0, "starts": None if regular else joined,
         "packed": packed[0] if regular else ",".join(packed), "vals": ",".join(columns.value),
     }  # fmt: skip
 

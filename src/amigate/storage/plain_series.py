@@ -150,10 +150,11 @@ def plain_series(
         head = fetch(conn, _head_statement(dialect, not original, after is not None), params)
         if any(row[1] < 0 for row in head):  # the probe's row: a later version in the range
             return None
-        days = _usable_days(head, int(lo.timestamp()), int(hi.timestamp()))
-        stretches = _stretches(int(lo.timestamp()), int(hi.timestamp()), days, int(limit) + 1)
+        lo_s, hi_s = int(lo.timestamp()), int(hi.timestamp())
+        days = _usable_days(head, lo_s, hi_s)
+        stretches = _stretches(lo_s, hi_s, days, int(limit) + 1)
         if len(stretches) > _MAX_STRETCHES:  # scattered days: the whole range at once
-            days, stretches = [], [(int(lo.timestamp()), int(hi.timestamp()))]
+            days, stretches = [], [(lo_s, hi_s)]
         if not stretches and days:
             run = _one_run(days)
             if run is not None:
@@ -217,10 +218,10 @@ def _usable_days(head: list[tuple[Any, ...]], lo: int, hi: int) -> list[_Day]:
     overlaps one before it (rows built for another UTC offset)."""
     days = []
     end = lo
-    for day, count, first, step, starts, packed, values in sorted(head):
-        day = epoch_of(day)
+    for day, count, first, step, starts, packed, values in sorted(head):  # day: epoch seconds
         if day >= end and day + _DAY <= hi:
-            days.append(_Day(day, int(count), int(first), int(step), starts, packed, values))
+            days.append(_Day(int(day), int(count), int(first), int(step), starts, packed,
+                             values))  # fmt: skip
             end = day + _DAY
     return days
 
@@ -243,11 +244,6 @@ def _one_run(days: list[_Day]) -> PlainColumns | None:
     return PlainColumns(list(run.starts), [duration] * total,
                         ",".join(day.values for day in days).split(","), [quality] * total,
                         [source] * total)  # fmt: skip
-
-
-def epoch_of(value: Any) -> int:
-    """Epoch seconds of a time as a driver returns it (a datetime, or seconds on SQLite)."""
-    return int(value.timestamp()) if isinstance(value, datetime) else int(value)
 
 
 def _day_part(day: int, count: int, first: int, step: int, starts: str | None, packed: str,
