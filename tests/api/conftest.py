@@ -206,14 +206,12 @@ INTERVAL_SPECS = st.tuples(
 _SPEC_METERS = itertools.count(1000)
 
 
-def add_spec_series(store: Store, spec: list[IntervalSpec], start: datetime = JAN1, *,
-                    padded_to: datetime | None = None) -> int:  # fmt: skip
-    """A new meter with the version-1 intervals of ``spec`` from ``start`` on (an interval
-    that would start where an earlier one does starts at the previous one's end); with
-    ``padded_to``, 15-minute intervals of 0.25 kWh fill the 15-minute slots from
-    :data:`JAN1` to ``start`` and from the end of ``spec`` to ``padded_to``."""
-    meter = add_meter(store, f"{next(_SPEC_METERS):012d}")
-    rows, end, starts = [], start, set()
+def spec_intervals(meter: int, spec: list[IntervalSpec], start: datetime,
+                   first_end: datetime | None = None) -> list[Interval]:  # fmt: skip
+    """The version-1 intervals of ``spec`` from ``start`` on, the first placed after
+    ``first_end`` (default: ``start``); an interval that would start where an earlier
+    one does starts at the previous one's end."""
+    rows, end, starts = [], start if first_end is None else first_end, set()
     for gap, minutes, quality, source, hundredths in spec:
         at = max(start, end + timedelta(minutes=gap))
         if at in starts:
@@ -223,6 +221,18 @@ def add_spec_series(store: Store, spec: list[IntervalSpec], start: datetime = JA
         value = None if quality is Quality.MISSING else Decimal(hundredths).scaleb(-2)
         rows.append(Interval(meter_id=meter, channel="1.8.0", start=at, end=end, value=value,
                              quality=quality, source=source))  # fmt: skip
+    return rows
+
+
+def add_spec_series(store: Store, spec: list[IntervalSpec], start: datetime = JAN1, *,
+                    padded_to: datetime | None = None) -> int:  # fmt: skip
+    """A new meter with the version-1 intervals of ``spec`` from ``start`` on (an interval
+    that would start where an earlier one does starts at the previous one's end); with
+    ``padded_to``, 15-minute intervals of 0.25 kWh fill the 15-minute slots from
+    :data:`JAN1` to ``start`` and from the end of ``spec`` to ``padded_to``."""
+    meter = add_meter(store, f"{next(_SPEC_METERS):012d}")
+    rows = spec_intervals(meter, spec, start)
+    end = rows[-1].end if rows else start
     if padded_to is not None:
         after = JAN1 + -(-(end - JAN1) // Q) * Q  # the first slot from the end on
         slots = [JAN1 + i * Q for i in range((start - JAN1) // Q)]

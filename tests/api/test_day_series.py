@@ -22,7 +22,16 @@ from amigate.billing import totals
 from amigate.domain import Interval, Quality, Source
 from amigate.storage import Store, api_queries, day_series, day_totals, plain_series
 from amigate.tou import TouSchedule
-from tests.api.conftest import INTERVAL_SPECS, JAN1, Api, IntervalSpec, Q, add_meter, make_api
+from tests.api.conftest import (
+    INTERVAL_SPECS,
+    JAN1,
+    Api,
+    IntervalSpec,
+    Q,
+    add_meter,
+    make_api,
+    spec_intervals,
+)
 
 D = Decimal
 DAY = timedelta(days=1)
@@ -60,16 +69,7 @@ def _day_rows(meter: int, day: int, kind: DayKind) -> list[Interval]:
     where the one before ended."""
     start = JAN1 + day * DAY
     if isinstance(kind, list):
-        rows, end = [], start + timedelta(minutes=10)
-        for gap, minutes, quality, source, hundredths in kind:
-            at = max(start, end + timedelta(minutes=gap))
-            if any(r.start == at for r in rows):
-                at = end
-            end = at + timedelta(minutes=minutes)
-            value = None if quality is Quality.MISSING else D(hundredths).scaleb(-2)
-            rows.append(Interval(meter_id=meter, channel="1.8.0", start=at, end=end,
-                                 value=value, quality=quality, source=source))  # fmt: skip
-        return rows
+        return spec_intervals(meter, kind, start, start + timedelta(minutes=10))
     if kind == "empty":
         return []
     slots = {"gappy": [i for i in range(96) if i not in (3, 50)], "late": range(10, 96),
