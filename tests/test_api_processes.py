@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
 import os
 import platform
 import signal
@@ -10,16 +12,19 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from multiprocessing import Pipe
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from amigate.api.fair_accept import ABSENT
 from amigate.api.processes import ApiProcesses, ServiceLink, bind
 from amigate.config import load_settings
 from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
@@ -129,14 +134,14 @@ def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
 def test_the_api_processes_serve_the_port_and_the_service_does_not(
     service: tuple[subprocess.Popen[str], str, str], tmp_path: Path
 ) -> None:
-    """With api_processes = 2, two API processes serve; the service only holds the port, so
-    every connection is answered while it is stopped and billing reads take none of its
-    CPU."""
+    """With api_processes = 2, two API processes serve; the service only opens the port,
+    so every connection is answered while it is stopped and billing reads take none of
+    its CPU."""
     proc, base, key = service
     assert len(_children(proc.pid)) == 2
     os.kill(proc.pid, signal.SIGSTOP)  # the collection process answers nothing now
     try:
-        for _ in range(12):  # new connections, spread by the kernel: none lands on the service
+        for _ in range(12):  # new connections: none waits for the service
             r = httpx.get(base + "/v1/meters", headers={"X-API-Key": key}, timeout=2)
             assert r.status_code == 200
         # They read the database through a memory map (api_sqlite_mmap_mb); the service,
@@ -173,6 +178,85 @@ def test_api_processes_answer_series_determinants_and_concurrent_batches(
     for a in answers:
         known, unknown = a.json()["items"]
         assert known == one.json() and unknown["reasons"] == ["unknown_meter"]
+
+
+def _served_by(port: int, pids: set[int]) -> dict[int, int]:
+    """Which of processes ``pids`` holds each established connection to ``port`` on the
+    loopback: {the client's port: pid} (from ``/proc``)."""
+    inodes = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes[target[8:-1]] = pid
+    found = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if int(local.split(":")[1], 16) == port and state == "01" and inode in inodes:
+            found[int(remote.split(":")[1], 16)] = inodes[inode]
+    return found
+
+
+def _connected(base: str, key: str) -> http.client.HTTPConnection:
+    """A keep-alive connection that has been answered once."""
+    conn = http.client.HTTPConnection(urlsplit(base).netloc, timeout=5)
+    conn.request("GET", "/v1/meters", headers={"X-API-Key": key})
+    answer = conn.getresponse()
+    assert answer.status == 200, answer.read()
+    answer.read()
+    return conn
+
+
+def _spread(base: str, proc: subprocess.Popen[str], conns: list[http.client.HTTPConnection],
+            ) -> Counter[int]:  # fmt: skip
+    """How many of ``conns`` each API process serves."""
+    port = urlsplit(base).port or 0
+    owners = _served_by(port, _children(proc.pid))
+    return Counter(owners[c.sock.getsockname()[1]] for c in conns)
+
+
+def test_connections_are_spread_evenly_over_the_api_processes(
+    service: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    """8 keep-alive clients connecting at once get 4 connections in each process (the kernel
+    alone split them 5 / 3 or 6 / 2), and a process whose clients left gets the next ones."""
+    proc, base, key = service
+    time.sleep(0.3)  # the readiness probes' connections closed
+    with ThreadPoolExecutor(8) as pool:
+        conns = list(pool.map(lambda _: _connected(base, key), range(8)))
+    spread = _spread(base, proc, conns)
+    assert sorted(spread.values()) == [4, 4], spread
+    left = min(spread)
+    for conn in conns:
+        if _spread(base, proc, [conn]) == {left: 1}:
+            conn.close()
+    time.sleep(0.3)  # seen closed
+    new = [_connected(base, key) for _ in range(4)]  # one at a time
+    assert _spread(base, proc, new) == {left: 4}
+    for conn in conns + new:
+        conn.close()
+
+
+def test_a_connection_waiting_for_a_busy_process_is_taken_by_another(
+    service: tuple[subprocess.Popen[str], str, str],
+) -> None:
+    """An API process busy (here: stopped) while it has the fewest connections leaves new
+    ones waiting only a moment: the other process takes them."""
+    proc, base, key = service
+    time.sleep(0.3)  # the readiness probes' connections closed: both processes have none
+    busy, other = sorted(_children(proc.pid))
+    os.kill(busy, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        conns = [_connected(base, key) for _ in range(2)]  # the second one waits first
+        assert time.monotonic() - started < 3
+        assert _spread(base, proc, conns) == {other: 2}
+    finally:
+        os.kill(busy, signal.SIGCONT)
+    for conn in conns:
+        conn.close()
 
 
 def _minor_faults(pid: int) -> int:
@@ -212,8 +296,8 @@ def test_the_rate_limit_holds_for_the_port_and_across_a_restarted_process(
     tmp_path: Path,
 ) -> None:
     """With ``api_processes`` = 2 the processes count a key's requests in one table: a
-    burst of 5 lets 5 requests through in all, however the kernel spreads the connections
-    over the processes (each alone would let 5 through), and an API process started
+    burst of 5 lets 5 requests through in all, however the connections are spread over
+    the processes (each alone would let 5 through), and an API process started
     again after a crash counts in the same table."""
     with _serving(tmp_path, [Decimal("0.25")] * 8, AMIGATE_API_RATE_LIMIT="0.01",
                   AMIGATE_API_RATE_BURST="5") as (proc, base, key):  # fmt: skip
@@ -274,12 +358,12 @@ def test_api_processes_end_when_the_service_is_killed(
 
 def test_the_link_to_the_service_answers_and_reports_its_loss() -> None:
     ours, theirs = Pipe()
-    settings = load_settings(None)
+    settings = load_settings(None, api_processes=2)
     processes = ApiProcesses(
-        settings, "sqlite:///x.db", ("127.0.0.1", 0), render=lambda: b"m 1\n",
-        readiness=lambda: (False, "buses"),
+        settings, "sqlite:///x.db", render=lambda: b"m 1\n", readiness=lambda: (False, "buses"),
     )  # fmt: skip
-    answering = threading.Thread(target=processes._answer, args=(ours, 42))
+    processes._open[1] = 3  # the process in slot 1 has 3 connections open
+    answering = threading.Thread(target=processes._answer, args=(ours, 42, 1))
     answering.start()
     link = ServiceLink(theirs)
     assert link.render() == b"m 1\n"
@@ -290,6 +374,7 @@ def test_the_link_to_the_service_answers_and_reports_its_loss() -> None:
     theirs.close()  # the API process ended: the service stops answering it
     answering.join(5)
     assert not answering.is_alive() and processes._listening == set()
+    assert processes._open[1] == ABSENT  # the others no longer leave connections to it
 
     service_end, process_end = Pipe()
     service_end.close()  # the service is gone
@@ -302,24 +387,18 @@ def test_the_link_to_the_service_answers_and_reports_its_loss() -> None:
 def test_more_api_processes_need_a_database_they_can_share() -> None:
     settings = load_settings(None, api_processes=2)
     with pytest.raises(ConfigError, match="in-memory"):
-        ApiProcesses(settings, "sqlite://", ("127.0.0.1", 0), render=bytes,
-                     readiness=lambda: (True, ""))  # fmt: skip
+        ApiProcesses(settings, "sqlite://", render=bytes, readiness=lambda: (True, ""))
 
 
-def test_a_port_in_use_is_refused_unless_shared() -> None:
+def test_a_port_in_use_is_refused() -> None:
     first = bind("127.0.0.1", 0)
     try:
         port = first.getsockname()[1]
         with pytest.raises(PortUnavailable, match=f"cannot listen on 127.0.0.1:{port}"):
             bind("127.0.0.1", port)
-        with pytest.raises(PortUnavailable):  # nor can a service holding it for its processes
-            bind("127.0.0.1", port, shared=True, listen=False)
     finally:
         first.close()
-    held = bind("127.0.0.1", port, shared=True, listen=False)  # the service
-    shared = [bind("127.0.0.1", port, shared=True) for _ in range(2)]  # API processes
-    for sock in [held, *shared]:
-        sock.close()
+    bind("127.0.0.1", port).close()  # free again
 
 
 def test_connections_to_the_api_socket_send_without_delay() -> None:

@@ -28,7 +28,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from amigate.api import create_app
-from amigate.api.processes import ApiProcesses, UvicornServer, bind, until_listening, uvicorn_config
+from amigate.api.fair_accept import UvicornServer
+from amigate.api.processes import ApiProcesses, bind, until_listening, uvicorn_config
 from amigate.clocks import ClockPolicy
 from amigate.codecs import Dlt645Version
 from amigate.config import Settings
@@ -232,10 +233,10 @@ class Service:
         """
         helpers = ApiProcesses(
             self.settings, self.store.engine.url.render_as_string(hide_password=False),
-            (self.host, self.port), render=self.metrics.render, readiness=self.readiness,
+            render=self.metrics.render, readiness=self.readiness,
         )  # fmt: skip
-        here = self.settings.api_processes == 1  # else the API processes serve (it holds the port)
-        sock = bind(self.host, self.port, shared=not here, listen=here)
+        here = self.settings.api_processes == 1  # else the API processes accept from its socket
+        sock = bind(self.host, self.port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
@@ -249,7 +250,7 @@ class Service:
                              readiness=self.readiness)  # fmt: skip
             server = UvicornServer(uvicorn_config(app, self.settings))
             api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
-        helpers.start()
+        helpers.start(sock)
         self._api_processes = helpers
         try:
             await self._register()

@@ -1,16 +1,14 @@
 """Serving the API from the service: on its port, from one process or several.
 
-The service binds the API's port itself and, with ``api_processes`` = 1, serves it
-with uvicorn in its own event loop. With ``api_processes`` above 1 it starts that
-many *API processes* instead and only holds the port (bound, not listening): each
-process listens on the same port (a socket of its own, ``SO_REUSEPORT``) and answers
-with an app of its own, over database connections of its own, so billing reads use
-more than one CPU (one Python process uses one) and take none from the buses. They
-are spawned, not forked: the service runs threads. Serving HTTP only, they run on
-uvloop's event loop (uvicorn picks it when installed), which spends less CPU a
-request than asyncio's. (A port opened this way can also be joined by another
-service of the same user started with ``api_processes`` above 1, instead of
-refusing it as in use.)
+The service opens the API's listening socket itself and, with ``api_processes`` = 1,
+serves it with uvicorn in its own event loop. With ``api_processes`` above 1 it starts
+that many *API processes* instead and never accepts from the socket: the processes
+accept from it, the one with the fewest connections open first
+(``amigate.api.fair_accept``), and answer with an app of their own, over database
+connections of their own, so billing reads use more than one CPU (one Python process
+uses one) and take none from the buses. They are spawned, not forked: the service runs
+threads. Serving HTTP only, they run on uvloop's event loop (uvicorn picks it when
+installed), which spends less CPU a request than asyncio's.
 
 ``/metrics`` and ``/readyz`` in an API process ask the service over a pipe, since
 the collection metrics and the bus workers live there. An API process that dies
@@ -30,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -39,6 +37,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from amigate.api.app import Readiness
+from amigate.api.fair_accept import ABSENT, SharedSocketServer
 from amigate.api.rate_buckets import RateTable, SharedRateLimiter
 from amigate.config import Settings
 from amigate.errors import ConfigError, PortUnavailable, ServiceUnreachable
@@ -50,23 +49,10 @@ _RESTART_MIN_S = 1.0
 _RESTART_MAX_S = 60.0
 _STABLE_S = 60.0  # a process that served this long restarts at once
 
-class UvicornServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the service owns SIGINT and SIGTERM."""
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        """Leave the signal handlers as they are."""
-        yield
-
-
-def bind(host: str, port: int, *, shared: bool = False, listen: bool = True) -> socket.socket:
-    """A listening socket of the API on ``host``:``port``.
-
-    With ``shared`` (several API processes) it is opened with ``SO_REUSEPORT``: each
-    process listens on a socket of its own on the same port and the kernel spreads
-    new connections over them. (One socket accepted by all would not spread them: the
-    first process to wake accepts every connection waiting.) Without ``listen`` the
-    socket only holds the port: the kernel gives it no connections.
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket of the API on ``host``:``port`` (the API processes, when
+    there are several, accept from it too).
 
     Raises:
         PortUnavailable: the address cannot be bound (in use, or not this machine's).
@@ -77,12 +63,9 @@ def bind(host: str, port: int, *, shared: bool = False, listen: bool = True) -> 
     # waits for the client's delayed ACK (40 ms on Linux).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
-        if listen:
-            sock.listen(2048)
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise PortUnavailable(f"the API cannot listen on {host}:{port}: {exc.strerror}") from None
@@ -118,7 +101,7 @@ class ApiProcesses:
     ask it for."""
 
     def __init__(
-        self, settings: Settings, url: str, address: tuple[str, int], *,
+        self, settings: Settings, url: str, *,
         render: Callable[[], bytes], readiness: Readiness,
     ) -> None:  # fmt: skip
         """Prepare ``settings.api_processes`` processes when above 1 (started by
@@ -127,13 +110,11 @@ class ApiProcesses:
         Args:
             settings: the service's settings (the processes use the same).
             url: the service's database.
-            address: the API's host and port (the service holds it, shared).
             render: the service's metrics in Prometheus text format.
             readiness: the service's readiness.
         """
         self.settings = settings
         self.url = url
-        self.address = address
         self.render = render
         self.readiness = readiness
         self.count = settings.api_processes if settings.api_processes > 1 else 0
@@ -151,11 +132,17 @@ class ApiProcesses:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
         self._rate_table: RateTable | None = None  # the per-key buckets all processes share
+        self._listener: socket.socket | None = None
+        # Connections each process has open: in shared memory once started.
+        self._open: MutableSequence[int] = [ABSENT] * self.count
 
-    def start(self) -> None:
-        """Start the processes, and a thread that starts a dead one again."""
+    def start(self, listener: socket.socket) -> None:
+        """Start the processes, accepting from ``listener``, and a thread that starts a
+        dead one again."""
         if not self.count:
             return
+        self._listener = listener
+        self._open = self._context.RawArray("i", [ABSENT] * self.count)
         self._rate_table = RateTable()
         self._started = [time.monotonic()] * self.count
         self._delay = [_RESTART_MIN_S] * self.count
@@ -190,23 +177,24 @@ class ApiProcesses:
             self._rate_table = None
 
     def _spawn(self, number: int) -> BaseProcess:
-        table = self._rate_table
-        if table is None:
+        table, listener = self._rate_table, self._listener
+        if table is None or listener is None:
             raise RuntimeError("API processes are spawned by start()")
         ours, theirs = self._context.Pipe()
+        self._open[number] = ABSENT  # until it accepts
         process = self._context.Process(
             target=serve_process,
-            args=(self.settings, self.url, self.address, theirs, table),
+            args=(self.settings, self.url, (listener, self._open, number), theirs, table),
             name=f"amigate-api-{number + 1}", daemon=True,
         )  # fmt: skip
         process.start()
         theirs.close()
-        threading.Thread(target=self._answer, args=(ours, process.pid),
+        threading.Thread(target=self._answer, args=(ours, process.pid, number),
                          name=f"{process.name} pipe", daemon=True).start()  # fmt: skip
         _LOG.info("API process %d of %d started (pid %s)", number + 1, self.count, process.pid)
         return process
 
-    def _answer(self, pipe: Connection, pid: int | None) -> None:
+    def _answer(self, pipe: Connection, pid: int | None, number: int) -> None:
         """Answer one process's questions until it goes away."""
         with pipe:
             while True:
@@ -218,6 +206,7 @@ class ApiProcesses:
                     pipe.send(self.render() if question == "metrics" else self.readiness())
                 except (EOFError, OSError):
                     self._listening.discard(pid)
+                    self._open[number] = ABSENT  # the others no longer leave it connections
                     return
 
     def _watch(self) -> None:
@@ -282,19 +271,22 @@ class ServiceLink:
 
 
 def serve_process(
-    settings: Settings, url: str, address: tuple[str, int], pipe: Connection,
-    rate_table: RateTable,
+    settings: Settings, url: str, place: tuple[socket.socket, MutableSequence[int], int],
+    pipe: Connection, rate_table: RateTable,
 ) -> None:
-    """An API process: serve the app over database ``url`` on ``address`` (shared with the
-    service) until SIGTERM or the service's end, counting each key's requests in the
-    ``rate_table`` every API process shares."""
+    """An API process: serve the app over database ``url`` until SIGTERM or the service's
+    end, counting each key's requests in the ``rate_table`` every API process shares.
+
+    ``place`` is the listening socket it accepts from, the table of the connections each
+    API process has open, and this process's slot in it (see ``amigate.api.fair_accept``).
+    """
     from amigate.api.app import create_app
     from amigate.memory import bound_allocator, bound_sqlite, keep_freed, settle_heap
     from amigate.storage.engine import open_readers
 
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    sock = bind(*address, shared=True)
+    listener, table, slot = place
     bound_allocator()
     keep_freed(settings.api_heap_reserve_mb << 20)
     bound_sqlite(settings.sqlite_heap_mb << 20)
@@ -305,7 +297,7 @@ def serve_process(
     limiter = SharedRateLimiter(rate_table, settings.api_rate_limit, settings.api_rate_burst)
     app = create_app(settings, engine, metrics=link, readiness=link.readiness, inline_reads=True,
                      rate_limiter=limiter)  # fmt: skip
-    server = UvicornServer(uvicorn_config(app, settings))
+    server = SharedSocketServer(uvicorn_config(app, settings), listener, table, slot)
     settle_heap()
     service = os.getppid()
     # The service decides when to stop: SIGTERM from it ends this process gracefully; a
@@ -326,9 +318,9 @@ def serve_process(
 
     threading.Thread(target=watch, name="service watch", daemon=True).start()
     try:
-        server.run(sockets=[sock])
+        server.run()
     finally:
-        sock.close()
+        listener.close()
         engine.dispose()
         limiter.close()
         rate_table.close()
