@@ -24,6 +24,7 @@ from amigate.api.v1 import (
 )
 from amigate.api.v1.auth import RateLimiter
 from amigate.api.v1.errors import Problem, install_error_handlers
+from amigate.api.v1.fast_lane import FastLane
 from amigate.api.v1.limits import BodyLimit, no_unknown_query
 from amigate.config import Settings
 from amigate.storage.api_keys import ApiKeys
@@ -65,6 +66,7 @@ def install(
     app.state.tou = settings.tou.classifier(settings.timezone)
     app.state.channel_ids = {}
     install_error_handlers(app)
+    app.add_middleware(FastLane)  # inside BodyLimit (the last added is the outermost)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(no_unknown_query)])
     for module in (meters, areas, intervals, blocks, registers, determinants, feed, anomalies):

@@ -62,30 +62,45 @@ def require(scope: str) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency that authenticates the request and requires ``scope``."""
 
     async def dependency(request: Request, key: Annotated[str | None, Depends(_HEADER)]) -> ApiKey:
-        if not key:
-            raise ApiProblem(
-                "unauthorized", "send an API key in the X-API-Key header",
-                headers={"WWW-Authenticate": "ApiKey"},
-            )  # fmt: skip
-        keys: ApiKeys = request.app.state.api_keys
-        found = await bounded_read(request, keys.authenticate, key)
-        if found is None:
-            raise ApiProblem(
-                "unauthorized", "the API key is unknown or revoked",
-                headers={"WWW-Authenticate": "ApiKey"},
-            )  # fmt: skip
-        limiter: RateLimiter = request.app.state.rate_limiter
-        wait = limiter.take(found.prefix)
-        if wait > 0:
-            raise ApiProblem(
-                "rate-limited",
-                f"this key may make {limiter.rate:g} requests a second; retry later",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        if not found.allows(scope):
-            raise ApiProblem("forbidden", f"this operation needs the {scope!r} scope")
-        request.state.api_key = found
-        return found
+        return await authorize(request, key, scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency
+
+
+async def authorize(request: Request, key: str | None, scope: str) -> ApiKey:
+    """:func:`check_key`, its database read run as the request's reads are."""
+    return await bounded_read(request, check_key, request, key, scope)
+
+
+def check_key(request: Request, key: str | None, scope: str) -> ApiKey:
+    """The API key ``key`` sent with ``request``, checked: known, not revoked, within its
+    rate, and holding ``scope``.
+
+    Raises:
+        ApiProblem: ``unauthorized``, ``rate-limited`` or ``forbidden``.
+    """
+    if not key:
+        raise ApiProblem(
+            "unauthorized", "send an API key in the X-API-Key header",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )  # fmt: skip
+    keys: ApiKeys = request.app.state.api_keys
+    found = keys.authenticate(key)
+    if found is None:
+        raise ApiProblem(
+            "unauthorized", "the API key is unknown or revoked",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )  # fmt: skip
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = limiter.take(found.prefix)
+    if wait > 0:
+        raise ApiProblem(
+            "rate-limited",
+            f"this key may make {limiter.rate:g} requests a second; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    if not found.allows(scope):
+        raise ApiProblem("forbidden", f"this operation needs the {scope!r} scope")
+    request.state.api_key = found
+    return found
