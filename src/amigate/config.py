@@ -202,7 +202,8 @@ class Settings(BaseSettings):
     api_processes: int = Field(
         default=1, ge=1, le=64,
         description="processes serving the API on its port: 1 is the service's own; more "
-        "are API processes beside it (the service then only holds the port), so billing "
+        "are API processes beside it, which accept its connections (the service then only "
+        "opens the port), so billing "
         "reads use more CPUs and take none from the buses",
     )
     api_connections: int = Field(
