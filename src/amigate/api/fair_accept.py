@@ -11,7 +11,8 @@ long as the others for every request.
 
 So each process publishes how many connections it has open (accepted, and not yet
 seen closed) in a table all of them map, and accepts only while no other has fewer;
-the others stop watching the socket and look again every tick (10 ms). A process
+the others stop watching the socket and look again every tick (10 ms) until they
+watch it again (a process watching it wakes only for a connection). A process
 busy with a long request (a batch of determinants takes a second or two) would then
 keep a new client waiting, so a process that finds a connection waiting for 25
 ticks in a row takes it anyway.
@@ -96,17 +97,24 @@ class FairAcceptor:
         return all(mine <= other for other in self._table)
 
     def _tick(self) -> None:
+        self._timer = None
         self._paused = False
-        fewest = self.fewest()
-        self._watch(fewest)
-        if fewest or not self._waiting():
+        if self.fewest():
+            self._waited = 0
+            self._watch(True)
+            return
+        if not self._waiting():
             self._waited = 0
         else:
             self._waited += 1
             if self._waited >= _PATIENCE_TICKS:  # the process with fewer is busy
                 self._waited = 0
                 self._accept(1)
-        if self._loop is not None and not self._paused:  # else the pause's timer ticks
+        self._ticking()
+
+    def _ticking(self) -> None:
+        """Tick again soon, unless a tick (or the end of a pause) is due already."""
+        if self._loop is not None and self._timer is None:
             self._timer = self._loop.call_later(_TICK_S, self._tick)
 
     def _watch(self, on: bool) -> None:
@@ -126,7 +134,9 @@ class FairAcceptor:
 
     def _readable(self) -> None:
         self._accept(None)
-        self._watch(self.fewest())
+        if not self.fewest():
+            self._watch(False)
+            self._ticking()
 
     def _accept(self, most: int | None) -> None:
         """Accept while this process has the fewest open, or ``most`` connections."""
@@ -154,6 +164,7 @@ class FairAcceptor:
         self._watch(False)
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._loop is not None:
             self._timer = self._loop.call_later(_BACKOFF_S, self._tick)
 
