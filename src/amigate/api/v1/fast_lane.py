@@ -55,21 +55,27 @@ def _time(text: str) -> datetime | None:
         return None
 
 
-def _series(query: dict[str, str], versions: tuple[str, ...]) -> tuple[Any, ...] | None:
-    """start, end, channel, version, limit and cursor of a series request, or None."""
+def _period(query: dict[str, str]) -> tuple[datetime, datetime, str] | None:
+    """start, end and channel, taken out of ``query``; None when one is not plain."""
     start, end = _time(query.pop("start", "")), _time(query.pop("end", ""))
     channel = query.pop("channel", "1.8.0")
+    if start is None or end is None or _CHANNEL.fullmatch(channel) is None:
+        return None
+    return start, end, channel
+
+
+def _series(query: dict[str, str], versions: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """version, limit and cursor of a series request (the rest of ``query``), or None."""
     version = query.pop("version", "latest")
     limit_text = query.pop("limit", "10000")
     cursor = query.pop("cursor", None)
     if (
-        query or start is None or end is None or _CHANNEL.fullmatch(channel) is None
-        or version not in versions or _LIMIT.fullmatch(limit_text) is None
+        query or version not in versions or _LIMIT.fullmatch(limit_text) is None
         or int(limit_text) > MAX_SERIES_LIMIT
         or (cursor is not None and _CURSOR.fullmatch(cursor) is None)
     ):  # fmt: skip
         return None
-    return start, end, channel, version, int(limit_text), cursor
+    return version, int(limit_text), cursor
 
 
 def _route(
@@ -83,22 +89,19 @@ def _route(
     meter_id = int(matched[1])
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     query = dict(pairs)
-    if meter_id > _MAX_METER_ID or len(query) < len(pairs):
+    if meter_id > _MAX_METER_ID or len(query) < len(pairs):  # over MeterId, or a name twice
         return None
+    period = _period(query)
+    if period is None:
+        return None
+    start, end, channel = period
     if matched[2] == "determinants":
-        start, end = _time(query.pop("start", "")), _time(query.pop("end", ""))
-        channel = query.pop("channel", "1.8.0")
-        if query or start is None or end is None or _CHANNEL.fullmatch(channel) is None:
-            return None
-        return "billing", _meter_determinant, (meter_id, channel, start, end)
+        return None if query else ("billing", _meter_determinant, (meter_id, channel, start, end))
     blocks = matched[2] == "intervals/blocks"
     found = _series(query, ("latest", "original") if blocks else ("latest", "original", "all"))
     if found is None:
         return None
-    start, end, channel, version, limit, cursor = found
-    return "read", _blocks if blocks else _intervals, (
-        meter_id, start, end, channel, version, limit, cursor,
-    )  # fmt: skip
+    return "read", _blocks if blocks else _intervals, (meter_id, start, end, channel, *found)
 
 
 class FastLane:
@@ -114,7 +117,9 @@ class FastLane:
             await self.app(scope, receive, send)
             return
         route = _route(scope["path"], scope["query_string"])
-        key = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
+        key = None if route is None else next(
+            (v for k, v in scope["headers"] if k == b"x-api-key"), None
+        )  # fmt: skip
         if route is None or not key:
             await self.app(scope, receive, send)
             return
