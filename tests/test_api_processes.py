@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -325,6 +326,21 @@ def test_api_processes_run_on_uvloop(service: tuple[subprocess.Popen[str], str, 
     for child in _children(proc.pid):
         assert "uvloop" in Path(f"/proc/{child}/maps").read_text()
     assert "uvloop" not in Path(f"/proc/{proc.pid}/maps").read_text()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_each_api_process_readies_its_database_connections_before_it_serves(
+    tmp_path: Path, processes: int
+) -> None:
+    """Each API process (or the service, when it serves the API itself) ran the billing
+    reads on each of its pooled connections (``api_connections``, 8 by default) before
+    answering (amigate.api.v1.warm_up)."""
+    values: list[Decimal | None] = [Decimal("0.25")] * 8
+    with _serving(tmp_path, values, AMIGATE_API_PROCESSES=str(processes)) as (proc, _b, _k):
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    readied = re.findall(r"API warm-up: (\d+) database connections readied", output)
+    assert readied == ["8"] * processes, output
 
 
 def test_a_dead_api_process_is_started_again_and_all_end_with_the_service(

@@ -30,6 +30,7 @@ from functools import partial
 from amigate.api import create_app
 from amigate.api.fair_accept import UvicornServer
 from amigate.api.processes import ApiProcesses, bind, until_listening, uvicorn_config
+from amigate.api.v1.warm_up import warm
 from amigate.clocks import ClockPolicy
 from amigate.codecs import Dlt645Version
 from amigate.config import Settings
@@ -248,6 +249,7 @@ class Service:
                                     sqlite_cache_kib=self.settings.sqlite_cache_mb << 10)
             app = create_app(self.settings, readers, metrics=self.metrics,
                              readiness=self.readiness)  # fmt: skip
+            await asyncio.to_thread(warm, app, self.settings.api_connections)
             server = UvicornServer(uvicorn_config(app, self.settings))
             api = asyncio.create_task(server.serve(sockets=[sock]), name="api")
         helpers.start(sock)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from amigate.api import create_app
-from amigate.api.v1.fast_lane import FastLane, _route
+from amigate.api.v1.fast_lane import FastLane, plain_route
 from amigate.config import load_settings
 from amigate.storage import Store
 from amigate.storage.api_keys import SCOPES, ApiKeys
@@ -226,5 +226,5 @@ _START, _END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 16, tzinfo
 def test_the_fast_lane_takes_only_plain_requests(
     path: str, query: str, expected: tuple[str, tuple[Any, ...]] | None
 ) -> None:
-    found = _route(path, query.encode())
+    found = plain_route(path, query.encode())
     assert (None if found is None else (found[0], found[2])) == expected

@@ -281,6 +281,7 @@ def serve_process(
     API process has open, and this process's slot in it (see ``amigate.api.fair_accept``).
     """
     from amigate.api.app import create_app
+    from amigate.api.v1.warm_up import warm
     from amigate.memory import bound_allocator, bound_sqlite, keep_freed, settle_heap
     from amigate.storage.engine import open_readers
 
@@ -297,6 +298,7 @@ def serve_process(
     limiter = SharedRateLimiter(rate_table, settings.api_rate_limit, settings.api_rate_burst)
     app = create_app(settings, engine, metrics=link, readiness=link.readiness, inline_reads=True,
                      rate_limiter=limiter)  # fmt: skip
+    warm(app, settings.api_connections)  # before it accepts: see amigate.api.v1.warm_up
     server = SharedSocketServer(uvicorn_config(app, settings), listener, table, slot)
     settle_heap()
     service = os.getppid()

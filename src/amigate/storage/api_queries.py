@@ -103,7 +103,7 @@ def aware(value: datetime) -> datetime:
 
 def channel_id(engine: Engine, code: str) -> int | None:
     """The id of a channel code, or None when nothing was ever stored on it."""
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         found = conn.execute(select(ChannelRow.id).where(ChannelRow.code == code)).scalar()
     return None if found is None else int(found)
 
@@ -155,7 +155,7 @@ def collection_health(
     """``(last register read, actual intervals, intervals stored)`` of a meter in a window."""
     r, t = RegisterReadRow, IntervalRow
     actual = func.sum(case((t.quality == int(Quality.ACTUAL), 1), else_=0))
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         last = conn.execute(select(func.max(r.read_at)).where(r.meter_id == meter_id)).scalar()
         counts = conn.execute(
             select(actual, func.count()).where(t.meter_id == meter_id, t.ts >= since, t.ts < until)
@@ -211,7 +211,7 @@ def series(
         sql += " AND ts > :after"
         params["after"] = encode(after[0])
     sql += " ORDER BY ts" + ("" if limit is None else f" LIMIT {int(limit) + 1}")
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         originals = [SeriesRow(decode(ts), 1, d, val, q, s)
                      for ts, d, val, q, s in conn.execute(text(sql), params).all()]  # fmt: skip
         top = end
@@ -269,11 +269,28 @@ def buckets_timescale(
     )
     params: dict[str, Any] = {"m": meter_id, "c": cid, "s": start, "e": end, "w": width,
                               "tz": timezone}  # fmt: skip
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         return [
             BucketRow(aware(b), int(val), int(n), int(miss), int(est), int(cov))
             for b, val, n, miss, est, cov in conn.execute(query, params)
         ]
+
+
+def latest_read_of_first_meter(engine: Engine) -> tuple[int, datetime] | None:
+    """The meter with the lowest id and its latest register read (any channel), or None
+    when there is no meter or it has no read: what an API process warms up on (see
+    ``amigate.api.v1.warm_up``). Both lookups follow an index."""
+    r = RegisterReadRow
+    with connected(engine) as conn:
+        meter = conn.execute(text("SELECT min(id) FROM meters")).scalar()
+        if meter is None:
+            return None
+        last = conn.execute(select(func.max(r.read_at)).where(r.meter_id == meter)).scalar()
+    if last is None:
+        return None
+    if isinstance(last, int):  # SQLite's epoch seconds
+        last = datetime.fromtimestamp(last, UTC)
+    return int(meter), aware(last)
 
 
 def read_at_or_before(engine: Engine, meter_id: int, cid: int, at: datetime) -> ReadRow | None:
@@ -285,7 +302,7 @@ def read_at_or_before(engine: Engine, meter_id: int, cid: int, at: datetime) -> 
         .order_by(t.read_at.desc())
         .limit(1)
     )
-    with translate_errors(engine), engine.connect() as conn:
+    with connected(engine) as conn:
         row = conn.execute(query).first()
     return None if row is None else ReadRow(aware(row[0]), row[1], aware(row[2]), *row[3:])
 

@@ -78,7 +78,7 @@ def _series(query: dict[str, str], versions: tuple[str, ...]) -> tuple[Any, ...]
     return version, int(limit_text), cursor
 
 
-def _route(
+def plain_route(
     path: str, query_string: bytes
 ) -> tuple[str, Callable[..., Response], tuple[Any, ...]] | None:
     """The scope and function of a plain request to one of the routes, with its
@@ -116,7 +116,7 @@ class FastLane:
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        route = _route(scope["path"], scope["query_string"])
+        route = plain_route(scope["path"], scope["query_string"])
         key = None if route is None else next(
             (v for k, v in scope["headers"] if k == b"x-api-key"), None
         )  # fmt: skip
