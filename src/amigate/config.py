@@ -208,7 +208,8 @@ class Settings(BaseSettings):
     )
     api_connections: int = Field(
         default=8, ge=1, le=100,
-        description="database connections the API keeps open, apart from collection's",
+        description="database connections the API keeps open, apart from collection's; each "
+        "is readied with the billing reads before the API takes requests",
     )
     api_sqlite_mmap_mb: int = Field(
         default=1024, ge=0, le=65536,
