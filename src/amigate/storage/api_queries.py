@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Engine, case, func, select, text
+from sqlalchemy import Connection, Engine, case, func, select, text
 from sqlalchemy.orm import Session
 
 from amigate.domain import Quality
@@ -153,16 +153,24 @@ def collection_health(
     engine: Engine, meter_id: int, since: datetime, until: datetime
 ) -> tuple[datetime | None, int, int]:
     """``(last register read, actual intervals, intervals stored)`` of a meter in a window."""
-    r, t = RegisterReadRow, IntervalRow
+    t = IntervalRow
     actual = func.sum(case((t.quality == int(Quality.ACTUAL), 1), else_=0))
     with connected(engine) as conn:
-        last = conn.execute(select(func.max(r.read_at)).where(r.meter_id == meter_id)).scalar()
+        last = _last_read_at(conn, meter_id)
         counts = conn.execute(
             select(actual, func.count()).where(t.meter_id == meter_id, t.ts >= since, t.ts < until)
         ).one()
-    if isinstance(last, int):
+    return last, int(counts[0] or 0), int(counts[1] or 0)
+
+
+def _last_read_at(conn: Connection, meter_id: int) -> datetime | None:
+    """The time of the meter's latest register read (any channel), or None."""
+    last = conn.execute(
+        select(func.max(RegisterReadRow.read_at)).where(RegisterReadRow.meter_id == meter_id)
+    ).scalar()
+    if isinstance(last, int):  # SQLite's epoch seconds
         last = datetime.fromtimestamp(last, UTC)
-    return (None if last is None else aware(last)), int(counts[0] or 0), int(counts[1] or 0)
+    return None if last is None else aware(last)
 
 
 _V1_COLUMNS = (IntervalRow.ts, IntervalRow.duration_s, IntervalRow.value, IntervalRow.quality,
@@ -280,17 +288,11 @@ def latest_read_of_first_meter(engine: Engine) -> tuple[int, datetime] | None:
     """The meter with the lowest id and its latest register read (any channel), or None
     when there is no meter or it has no read: what an API process warms up on (see
     ``amigate.api.v1.warm_up``). Both lookups follow an index."""
-    r = RegisterReadRow
     with connected(engine) as conn:
-        meter = conn.execute(text("SELECT min(id) FROM meters")).scalar()
-        if meter is None:
-            return None
-        last = conn.execute(select(func.max(r.read_at)).where(r.meter_id == meter)).scalar()
-    if last is None:
-        return None
-    if isinstance(last, int):  # SQLite's epoch seconds
-        last = datetime.fromtimestamp(last, UTC)
-    return int(meter), aware(last)
+        found = conn.execute(text("SELECT min(id) FROM meters")).scalar()
+        meter = None if found is None else int(found)
+        last = None if meter is None else _last_read_at(conn, meter)
+    return None if meter is None or last is None else (meter, last)
 
 
 def read_at_or_before(engine: Engine, meter_id: int, cid: int, at: datetime) -> ReadRow | None:
